@@ -1,0 +1,20 @@
+"""``python -m bench [NAME ...]``: run the benchmarks (all by default) and print their ratios."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+BENCHMARKS: dict[str, str] = {}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=[])
+    args = parser.parse_args()
+    for name in args.names or list(BENCHMARKS):
+        importlib.import_module(BENCHMARKS[name]).main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Small helpers over Delta tables addressed by their logical name (``schema.table``)."""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from schemas.settings import Settings
+from schemas.tables import TableSpec
+
+
+def table_path(settings: Settings, spec: TableSpec) -> str:
+    return settings.table_path(spec.name)
+
+
+def table_exists(spark: SparkSession, settings: Settings, spec: TableSpec) -> bool:
+    return DeltaTable.isDeltaTable(spark, table_path(settings, spec))
+
+
+def read_table(
+    spark: SparkSession, settings: Settings, spec: TableSpec, *, version: int | None = None
+) -> DataFrame:
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(table_path(settings, spec))
+
+
+def table_version(spark: SparkSession, settings: Settings, spec: TableSpec) -> int:
+    """The latest committed version of a table."""
+    history = DeltaTable.forPath(spark, table_path(settings, spec)).history(1)
+    return int(history.select("version").first()[0])  # type: ignore[index]
+
+
+def ensure_table(
+    spark: SparkSession,
+    settings: Settings,
+    spec: TableSpec,
+    *,
+    properties: dict[str, str] | None = None,
+) -> DeltaTable:
+    """Create the table (empty, with its schema) when it does not exist yet."""
+    path = table_path(settings, spec)
+    schema = spark.createDataFrame([], spec.ddl).schema
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    if spec.partition_by:
+        builder = builder.partitionedBy(*spec.partition_by)
+    for key, value in (properties or {}).items():
+        builder = builder.property(key, value)
+    return builder.execute()
+
+
+def register_tables(spark: SparkSession, settings: Settings, specs: tuple[TableSpec, ...]) -> None:
+    """Register existing tables in the session catalog so ``SELECT ... FROM predictions.history`` works."""
+    for spec in specs:
+        if not table_exists(spark, settings, spec):
+            continue
+        schema, _, name = spec.name.partition(".")
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        spark.sql(
+            f"CREATE TABLE IF NOT EXISTS {schema}.{name} USING DELTA "
+            f"LOCATION '{table_path(settings, spec)}'"
+        )

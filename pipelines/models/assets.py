@@ -1,0 +1,70 @@
+"""The champion model: trained and gated when the registry has none (or when asked to retrain)."""
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    DailyPartitionsDefinition,
+    MaterializeResult,
+    asset,
+)
+
+from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
+from jobs.training import train_model
+from pipelines.lakehouse.assets import CUSTOMER_FEATURES_KEY, SILVER_ORDERS_KEY
+from pipelines.partitions import partition_date
+from pipelines.resources import LakescoreResource
+
+CHAMPION_MODEL_KEY = AssetKey(["models", "champion"])
+
+
+class ChampionModelConfig(Config):  # type: ignore[misc]
+    retrain: bool = False
+
+
+def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
+    @asset(
+        key=CHAMPION_MODEL_KEY,
+        deps=[SILVER_ORDERS_KEY, CUSTOMER_FEATURES_KEY],
+        partitions_def=partitions,
+        group_name="models",
+        description="The registry's champion for the score date; trains and gates a new one if none.",
+    )
+    def champion_model(
+        context: AssetExecutionContext, config: ChampionModelConfig, lakescore: LakescoreResource
+    ) -> MaterializeResult:
+        settings = lakescore.settings()
+        client = configure_mlflow(settings)
+        current = version_by_alias(client, model_name=settings.model.name, alias=CHAMPION)
+        if current is not None and not config.retrain:
+            return MaterializeResult(
+                metadata={
+                    "model": settings.model.name,
+                    "version": str(current.version),
+                    "trained": False,
+                }
+            )
+        result = train_model(
+            lakescore.spark(), settings, score_date=partition_date(context.partition_key)
+        )
+        context.log.info(f"gate: {result.decision.verdict} ({result.decision.reason})")
+        champion = version_by_alias(client, model_name=settings.model.name, alias=CHAMPION)
+        if champion is None:
+            raise RuntimeError(
+                f"no champion: the first model was refused by the gate ({result.decision.reason})"
+            )
+        return MaterializeResult(
+            metadata={
+                "model": settings.model.name,
+                "version": str(champion.version),
+                "trained": True,
+                "candidate_version": result.version,
+                "gate": f"{result.decision.verdict}: {result.decision.reason}",
+                "holdout_roc_auc": result.metrics["roc_auc"],
+                "holdout_lift_top_decile": result.metrics["lift_top_decile"],
+                "mlflow_run_id": result.run_id,
+            }
+        )
+
+    return [champion_model]

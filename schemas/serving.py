@@ -1,0 +1,51 @@
+"""The serving contract: the MongoDB document and the lookup API's response models.
+
+One document per customer, ``_id`` = customer id (unique by construction)::
+
+    {
+      "_id": "00042",
+      "models": {
+        "purchase_30d": {"score": 0.31, "model_version": "3",
+                          "score_date": "1998-01-01", "scored_at": datetime}
+      },
+      "delta_version": 17,          # version of predictions.current it came from
+      "synced_at": datetime
+    }
+
+Priors (the fallback answer for customers without a batch score) live in a
+second collection, one document per model: ``{"_id": model_name, "prior": 0.07,
+"model_version": "3", "delta_version": 17}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+# Customer ids: letters, digits, dash, underscore, dot; never an operator or a path.
+CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+PRIORS_COLLECTION_SUFFIX = "_priors"
+SYNC_STATE_COLLECTION = "sync_state"
+
+
+class ModelPrediction(BaseModel):
+    model_name: str
+    model_version: str | None
+    score: float = Field(ge=0.0, le=1.0)
+    score_date: dt.date | None
+    scored_at: dt.datetime | None
+    source: Literal["batch", "prior", "default"]
+    stale: bool = False
+
+
+class CustomerPredictions(BaseModel):
+    customer_id: str
+    known: bool = Field(description="True when a batch score exists for this customer.")
+    degraded: bool = Field(
+        default=False, description="True when the serving store could not be read."
+    )
+    predictions: list[ModelPrediction]
