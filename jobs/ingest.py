@@ -1,7 +1,9 @@
-"""Ingest order files into bronze (raw + metadata) and silver (typed, deduplicated).
+"""Ingest landing files into bronze (raw + metadata) and silver (typed, deduplicated).
 
-Row accounting holds for every batch: rows read = silver inserted + duplicates
-dropped + quarantined. Re-ingesting a file with the same content adds nothing.
+Row accounting holds for every batch: rows read = silver written + duplicates
+dropped + quarantined. A file whose content (sha256) bronze has already seen
+adds nothing, whatever its name. Sources: the bundled CDNOW file, or a landing
+folder with ``orders/`` and ``customers/`` CSV or Parquet files (``schemas.sources``).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.ingest_merge import merge_silver
+from jobs.ingest_rules import CUSTOMERS_LAYER, ORDERS_LAYER, SourceLayer
 from jobs.lake import ensure_table, read_table, table_exists, table_path
+from jobs.landing import landing_files, read_landing, with_metadata
 from schemas.settings import Settings
-from schemas.tables import BRONZE_ORDERS, QUARANTINE_ORDERS, SILVER_ORDERS
+from schemas.sources import ORDERS_SOURCE
+from schemas.tables import BRONZE_ORDERS, TableSpec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +37,7 @@ class IngestResult:
     silver_inserted: int = 0
     duplicates_dropped: int = 0
     quarantined: int = 0
+    files: int = 1
 
     @property
     def accounted(self) -> bool:
@@ -76,114 +83,162 @@ def ingest_orders(
 ) -> IngestResult:
     """Ingest one orders file (CDNOW layout unless ``raw`` rows are given)."""
     fingerprint = file_fingerprint(path)
-    batch_id = uuid.uuid4().hex
-    if _already_ingested(spark, settings, fingerprint):
+    if _seen_fingerprints(spark, settings, BRONZE_ORDERS, [fingerprint]):
         return IngestResult(
             source_file=str(path), fingerprint=fingerprint, batch_id="", skipped=True
         )
     rows = raw if raw is not None else read_cdnow(path)
-    bronze = (
-        spark.createDataFrame(rows.astype({"line_no": "int64"}))
-        .withColumn("source_file", F.lit(path.name))
-        .withColumn("file_fingerprint", F.lit(fingerprint))
-        .withColumn("ingested_at", F.current_timestamp())
-        .withColumn("batch_id", F.lit(batch_id))
-        .select(*BRONZE_ORDERS.columns)
+    frame = spark.createDataFrame(rows.astype({"line_no": "int64"})).select(
+        *[F.col(c).cast("string") for c in ORDERS_SOURCE.columns], F.col("line_no").cast("bigint")
     )
-    typed = _typed(bronze)
-    bad = typed.where(F.col("reason").isNotNull())
-    good = typed.where(F.col("reason").isNull())
+    batch_id = uuid.uuid4().hex
+    bronze = with_metadata(frame, file_name=F.lit(path.name), fingerprint=F.lit(fingerprint))
+    return _ingest_batch(
+        spark,
+        settings,
+        ORDERS_LAYER,
+        bronze=bronze,
+        batch_id=batch_id,
+        label=str(path),
+        fingerprint=fingerprint,
+        files=1,
+    )
 
-    ensure_table(spark, settings, BRONZE_ORDERS)
-    ensure_table(spark, settings, QUARANTINE_ORDERS)
-    ensure_table(spark, settings, SILVER_ORDERS)
-    # Quarantine first, then silver, then bronze last: the bronze fingerprint marks
-    # the file as done, so a crash before it makes the re-run redo the whole batch
-    # (silver merges on order id, quarantine replaces the file's rows: both stay exact).
+
+def ingest_landing(spark: SparkSession, settings: Settings, *, landing: Path) -> list[IngestResult]:
+    """Ingest every new file under ``landing/orders`` and ``landing/customers`` (one batch each)."""
+    if not landing.is_dir():
+        raise FileNotFoundError(f"landing folder {landing} does not exist")
+    results = []
+    for layer in (ORDERS_LAYER, CUSTOMERS_LAYER):
+        files = landing_files(landing, layer.source)
+        prints = {p: file_fingerprint(p) for p in files}
+        seen = _seen_fingerprints(spark, settings, layer.bronze, list(prints.values()))
+        new: dict[Path, str] = {}
+        for path, fp in prints.items():
+            if fp not in seen and fp not in new.values():
+                new[path] = fp
+        if not new:
+            results.append(
+                IngestResult(
+                    source_file=str(landing / layer.source.name),
+                    fingerprint="",
+                    batch_id="",
+                    skipped=True,
+                    files=0,
+                )
+            )
+            continue
+        batch_id = uuid.uuid4().hex
+        bronze = read_landing(spark, layer.source, new)
+        results.append(
+            _ingest_batch(
+                spark,
+                settings,
+                layer,
+                bronze=bronze,
+                batch_id=batch_id,
+                label=str(landing / layer.source.name),
+                fingerprint=",".join(sorted(new.values())),
+                files=len(new),
+            )
+        )
+    return results
+
+
+def _ingest_batch(
+    spark: SparkSession,
+    settings: Settings,
+    layer: SourceLayer,
+    *,
+    bronze: DataFrame,
+    batch_id: str,
+    label: str,
+    fingerprint: str,
+    files: int,
+) -> IngestResult:
+    bronze = bronze.withColumn("batch_id", F.lit(batch_id)).select(*layer.bronze.columns)
+    for spec in (layer.bronze, layer.quarantine, layer.silver):
+        ensure_table(spark, settings, spec)
+    typed = layer.typed(bronze)
+    counts = typed.agg(F.count(F.lit(1)).alias("n"), F.count("reason").alias("bad")).first()
+    n_read, n_bad = (int(counts["n"]), int(counts["bad"])) if counts else (0, 0)
+    in_batch = ", ".join(f"'{fp}'" for fp in fingerprint.split(","))
+    # Quarantine first, then silver, bronze last: the bronze fingerprint marks the files
+    # as done, so a crash before it makes the re-run redo the whole batch (quarantine
+    # replaces the files' rows, silver merges on its key: both stay exact).
     (
-        bad.select(*QUARANTINE_ORDERS.columns)
+        typed.where(F.col("reason").isNotNull())
+        .select(*layer.quarantine.columns)
         .write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", f"file_fingerprint = '{fingerprint}'")
-        .save(table_path(settings, QUARANTINE_ORDERS))
+        .option("replaceWhere", f"file_fingerprint IN ({in_batch})")
+        .save(table_path(settings, layer.quarantine))
     )
-    inserted, dupes = _merge_silver(spark, settings, good)
-    bronze.write.format("delta").mode("append").save(table_path(settings, BRONZE_ORDERS))
-    n_read = len(rows)
-    n_bad = bad.count()
+    written = merge_silver(
+        spark,
+        settings,
+        layer.silver,
+        rows=layer.to_silver(typed),
+        key=layer.source.key,
+        update_changed=layer.update_changed,
+    )
+    bronze.write.format("delta").mode("append").save(table_path(settings, layer.bronze))
     return IngestResult(
-        source_file=str(path),
+        source_file=label,
         fingerprint=fingerprint,
         batch_id=batch_id,
         skipped=False,
         rows_read=n_read,
-        silver_inserted=inserted,
-        duplicates_dropped=dupes,
+        silver_inserted=written,
+        duplicates_dropped=n_read - n_bad - written,
         quarantined=n_bad,
+        files=files,
     )
 
 
-def _already_ingested(spark: SparkSession, settings: Settings, fingerprint: str) -> bool:
-    if not table_exists(spark, settings, BRONZE_ORDERS):
-        return False
-    bronze = read_table(spark, settings, BRONZE_ORDERS)
-    return bool(bronze.where(F.col("file_fingerprint") == fingerprint).limit(1).count())
-
-
-def _typed(bronze: DataFrame) -> DataFrame:
-    """Parse raw strings; rows that break the contract get a ``reason``."""
-    date = F.coalesce(
-        F.try_to_timestamp(F.col("order_date"), F.lit("yyyyMMdd")),
-        F.try_to_timestamp(F.col("order_date"), F.lit("yyyy-MM-dd")),
-    ).cast("date")
-    qty = F.col("quantity").try_cast("int")
-    amount = F.col("amount").try_cast("double")
-    reason = (
-        F.when(F.col("order_id").isNull() | (F.trim("order_id") == ""), F.lit("missing order_id"))
-        .when(
-            F.col("customer_id").isNull() | (F.trim("customer_id") == ""),
-            F.lit("missing customer_id"),
-        )
-        .when(date.isNull(), F.lit("unparseable order_date"))
-        .when(qty.isNull(), F.lit("unparseable quantity"))
-        .when(qty < 0, F.lit("negative quantity"))
-        .when(amount.isNull(), F.lit("unparseable amount"))
-        .when(amount < 0, F.lit("negative amount"))
+def _seen_fingerprints(
+    spark: SparkSession, settings: Settings, bronze: TableSpec, fingerprints: list[str]
+) -> set[str]:
+    if not fingerprints or not table_exists(spark, settings, bronze):
+        return set()
+    rows = (
+        read_table(spark, settings, bronze)
+        .where(F.col("file_fingerprint").isin(fingerprints))
+        .select("file_fingerprint")
+        .distinct()
+        .collect()
     )
-    return bronze.select(
-        "*",
-        date.alias("order_date_t"),
-        qty.alias("quantity_t"),
-        amount.alias("amount_t"),
-        reason.alias("reason"),
-    )
+    return {r[0] for r in rows}
 
 
-def _merge_silver(spark: SparkSession, settings: Settings, good: DataFrame) -> tuple[int, int]:
-    """Insert orders whose id silver has not seen; return (inserted, duplicates dropped)."""
-    from delta.tables import DeltaTable
+def ingest_configured(spark: SparkSession, settings: Settings) -> list[IngestResult]:
+    """The nightly ingest: the configured landing folder, or the bundled CDNOW file without one."""
+    landing = settings.lakehouse.landing_dir
+    if landing:
+        return ingest_landing(spark, settings, landing=Path(landing).expanduser().resolve())
+    return [ingest_orders(spark, settings, path=cdnow_path())]
 
-    batch = good.select(
-        "order_id",
-        F.trim("customer_id").alias("customer_id"),
-        F.col("order_date_t").alias("order_date"),
-        F.col("quantity_t").alias("quantity"),
-        F.col("amount_t").alias("amount"),
-        "batch_id",
-    ).cache()
-    try:
-        n_good = batch.count()
-        unique = batch.dropDuplicates(["order_id"])
-        silver = DeltaTable.forPath(spark, table_path(settings, SILVER_ORDERS))
-        (
-            silver.alias("s")
-            .merge(unique.alias("b"), "s.order_id = b.order_id")
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
-        last = silver.history(1).select("operationMetrics").first()
-        metrics = last[0] if last else {}
-        inserted = int((metrics or {}).get("numTargetRowsInserted", 0))
-    finally:
-        batch.unpersist()
-    return inserted, n_good - inserted
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m jobs.ingest [--landing DIR]``: the configured (or given) ingest, alone."""
+    import argparse
+
+    from jobs.spark import get_spark
+    from schemas.settings import get_settings
+
+    parser = argparse.ArgumentParser(prog="python -m jobs.ingest", description=main.__doc__)
+    parser.add_argument("--landing", type=Path, help="landing folder (default: settings, or CDNOW)")
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    spark = get_spark(settings)
+    if args.landing:
+        results = ingest_landing(spark, settings, landing=args.landing.resolve())
+    else:
+        results = ingest_configured(spark, settings)
+    for result in results:
+        print(result)
+
+
+if __name__ == "__main__":
+    main()

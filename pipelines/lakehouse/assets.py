@@ -1,37 +1,52 @@
-"""Orders into bronze and silver, point-in-time features into gold, and the features contract."""
+"""Landing files (or CDNOW) into bronze and silver, point-in-time features into gold, and contracts."""
 
+from collections.abc import Iterator
 from typing import Any
 
 from dagster import (
-    AssetCheckExecutionContext,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     AssetSpec,
     DailyPartitionsDefinition,
     MaterializeResult,
-    MetadataValue,
     asset,
-    asset_check,
     multi_asset,
 )
 from pyspark.sql import functions as F
 
-from jobs.contracts import validate
+from jobs.contracts import check_contract
 from jobs.features import build_customer_features
-from jobs.ingest import cdnow_path, ingest_orders
+from jobs.ingest import IngestResult, ingest_configured
 from jobs.lake import read_table
+from pipelines.lakehouse.checks import build_contract_checks, check_result, docs_dir
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
-from schemas.contracts import GOLD_CUSTOMER_FEATURES
-from schemas.tables import CUSTOMER_FEATURES
+from schemas import contracts
+from schemas.tables import BRONZE_ORDERS
 
 BRONZE_ORDERS_KEY = AssetKey(["bronze", "orders"])
 SILVER_ORDERS_KEY = AssetKey(["silver", "orders"])
+SILVER_CUSTOMERS_KEY = AssetKey(["silver", "customers"])
 CUSTOMER_FEATURES_KEY = AssetKey(["gold", "customer_features"])
+BRONZE_CONTRACT = "bronze_orders_contract"
+
+
+def _ingest_metadata(result: IngestResult) -> dict[str, Any]:
+    return {
+        "source": result.source_file,
+        "files": result.files,
+        "skipped_already_ingested": result.skipped,
+        "rows_read": result.rows_read,
+        "silver_written": result.silver_inserted,
+        "duplicates_dropped": result.duplicates_dropped,
+        "quarantined": result.quarantined,
+        "accounted": result.accounted,
+    }
 
 
 def build_lakehouse_assets(
@@ -45,32 +60,71 @@ def build_lakehouse_assets(
                 deps=[BRONZE_ORDERS_KEY],
                 description="Typed, deduplicated orders.",
             ),
+            AssetSpec(
+                SILVER_CUSTOMERS_KEY,
+                description="Typed customer profiles, one row per customer (landing data only).",
+            ),
+        ],
+        check_specs=[
+            AssetCheckSpec(
+                BRONZE_CONTRACT,
+                asset=BRONZE_ORDERS_KEY,
+                description="Bronze contract on the batch just ingested (warns; bronze is raw).",
+            )
         ],
         partitions_def=partitions,
         group_name="lakehouse",
     )
-    def orders(context: AssetExecutionContext, lakescore: LakescoreResource):  # type: ignore[no-untyped-def]
+    def orders(
+        context: AssetExecutionContext, lakescore: LakescoreResource
+    ) -> Iterator[MaterializeResult | AssetCheckResult]:
         settings = lakescore.settings()
-        result = ingest_orders(lakescore.spark(), settings, path=cdnow_path())
-        context.log.info(f"ingest: {result}")
-        meta: dict[str, Any] = {
-            "source_file": result.source_file,
-            "skipped_already_ingested": result.skipped,
-            "rows_read": result.rows_read,
-            "quarantined": result.quarantined,
-        }
+        spark = lakescore.spark()
+        results = ingest_configured(spark, settings)
+        for result in results:
+            context.log.info(f"ingest: {result}")
+            if not result.accounted:
+                raise RuntimeError(f"row accounting does not hold for {result}")
+        by_source = {r.source_file.rsplit("/", 1)[-1]: r for r in results}
+        order_result = by_source.get("orders", results[0])
+        customer_result = by_source.get("customers")
+        meta = _ingest_metadata(order_result)
         yield MaterializeResult(asset_key=BRONZE_ORDERS_KEY, metadata=meta)
+        yield MaterializeResult(asset_key=SILVER_ORDERS_KEY, metadata=meta)
         yield MaterializeResult(
-            asset_key=SILVER_ORDERS_KEY,
-            metadata={
-                "inserted": result.silver_inserted,
-                "duplicates_dropped": result.duplicates_dropped,
-            },
+            asset_key=SILVER_CUSTOMERS_KEY,
+            metadata=_ingest_metadata(customer_result)
+            if customer_result
+            else {"source": "none: CDNOW has orders only"},
+        )
+        if order_result.skipped:
+            yield AssetCheckResult(
+                asset_key=BRONZE_ORDERS_KEY,
+                check_name=BRONZE_CONTRACT,
+                passed=True,
+                description="no new order files: nothing to check",
+            )
+            return
+        batch = read_table(spark, settings, BRONZE_ORDERS).where(
+            F.col("batch_id") == F.lit(order_result.batch_id)
+        )
+        contract = contracts.BRONZE_ORDERS
+        checked = check_result(
+            check_contract(batch, contract=contract, docs_dir=docs_dir(settings, contract)),
+            batch_id=order_result.batch_id,
+        )
+        yield AssetCheckResult(
+            asset_key=BRONZE_ORDERS_KEY,
+            check_name=BRONZE_CONTRACT,
+            passed=checked.passed,
+            severity=AssetCheckSeverity.WARN,
+            description=checked.description,
+            metadata=checked.metadata,
         )
 
     @asset(
         key=CUSTOMER_FEATURES_KEY,
-        deps=[SILVER_ORDERS_KEY],
+        deps=[SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY],
         partitions_def=partitions,
         group_name="lakehouse",
         description="Point-in-time customer features as of the score date (orders before it only).",
@@ -90,46 +144,9 @@ def build_lakehouse_assets(
             }
         )
 
-    @asset_check(
-        asset=CUSTOMER_FEATURES_KEY,
-        blocking=True,
-        description="Great Expectations contract on the night's feature partition.",
+    checks = build_contract_checks(
+        silver_orders=SILVER_ORDERS_KEY,
+        silver_customers=SILVER_CUSTOMERS_KEY,
+        features=CUSTOMER_FEATURES_KEY,
     )
-    def customer_features_contract(
-        context: AssetCheckExecutionContext, lakescore: LakescoreResource
-    ) -> AssetCheckResult:
-        settings = lakescore.settings()
-        as_of = partition_date(_partition_key(context))
-        frame = read_table(lakescore.spark(), settings, CUSTOMER_FEATURES).where(
-            F.col("as_of_date") == F.lit(as_of)
-        )
-        result = validate(frame, contract=GOLD_CUSTOMER_FEATURES)
-        return AssetCheckResult(
-            passed=result.success,
-            severity=AssetCheckSeverity.ERROR,
-            description=result.summary(),
-            metadata={
-                "partition": as_of.isoformat(),
-                "expectations": len(result.outcomes),
-                "failed": MetadataValue.json(
-                    [
-                        {
-                            "expectation": f.expectation,
-                            "column": f.column,
-                            "unexpected_count": f.unexpected_count,
-                        }
-                        for f in result.failures
-                    ]
-                ),
-            },
-        )
-
-    return [orders, customer_features], [customer_features_contract]
-
-
-def _partition_key(context: AssetCheckExecutionContext) -> str:
-    """The run's partition (asset checks on partitioned assets run inside the partitioned run)."""
-    key = context.run.tags.get("dagster/partition")
-    if not key:
-        raise ValueError("the features contract runs only inside a partitioned run")
-    return key
+    return [orders, customer_features], checks

@@ -1,0 +1,155 @@
+"""Landing-file ingestion: idempotent by content, exact row accounting, quarantine with reasons."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.ingest import ingest_landing
+from jobs.lake import read_table
+from schemas.settings import Settings
+from schemas.tables import (
+    BRONZE_ORDERS,
+    QUARANTINE_CUSTOMERS,
+    QUARANTINE_ORDERS,
+    SILVER_CUSTOMERS,
+    SILVER_ORDERS,
+)
+
+pytestmark = pytest.mark.integration
+
+ORDERS_HEADER = "order_id,customer_id,order_date,quantity,amount\n"
+GOOD = (
+    "o1,c1,2024-01-05,1,10.0\n"
+    "o2,c1,2024-01-09,2,20.5\n"
+    "o3,c2,20240110,1,5\n"
+    "o2,c1,2024-01-09,2,20.5\n"  # the same order twice in one file: one duplicate
+)
+BAD = (
+    ",c3,2024-01-05,1,1.0\n"  # missing order_id
+    "o10,,2024-01-05,1,1.0\n"  # missing customer_id
+    "o11,c3,2024-13-45,1,1.0\n"  # unparseable date
+    "o12,c3,2024-01-05,-2,1.0\n"  # negative quantity
+    "o13,c3,2024-01-05,one,1.0\n"  # unparseable quantity
+    "o14,c3,2024-01-05,1,-3.0\n"  # negative amount
+    "o15,c3,2024-01-05,1,abc\n"  # unparseable amount
+)
+
+
+def _lake(settings: Settings, root: Path) -> Settings:
+    return settings.model_copy(
+        update={"lake": settings.lake.model_copy(update={"root": str(root)})}
+    )
+
+
+@pytest.fixture()
+def local(settings: Settings, tmp_path: Path) -> Settings:
+    return _lake(settings, tmp_path / "lake")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_every_row_is_accounted(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    _write(landing / "orders" / "day1.csv", ORDERS_HEADER + GOOD + BAD)
+    result = ingest_landing(spark, local, landing=landing)[0]
+    assert (result.rows_read, result.silver_inserted) == (11, 3)
+    assert (result.duplicates_dropped, result.quarantined) == (1, 7)
+    assert result.accounted
+    reasons = {
+        r["order_id"]: r["reason"]
+        for r in read_table(spark, local, QUARANTINE_ORDERS).select("order_id", "reason").collect()
+    }
+    assert reasons == {
+        None: "missing order_id",
+        "o10": "missing customer_id",
+        "o11": "unparseable order_date",
+        "o12": "negative quantity",
+        "o13": "unparseable quantity",
+        "o14": "negative amount",
+        "o15": "unparseable amount",
+    }
+    silver = read_table(spark, local, SILVER_ORDERS)
+    assert sorted(r[0] for r in silver.select("order_id").collect()) == ["o1", "o2", "o3"]
+    bronze = read_table(spark, local, BRONZE_ORDERS)
+    assert bronze.count() == silver.count() + 1 + 7  # bronze = silver + duplicates + quarantined
+    assert bronze.where(F.col("source_file") == "day1.csv").count() == 11
+
+
+def test_same_content_adds_nothing_while_late_and_resent_orders_are_handled(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    first = _write(landing / "orders" / "a.csv", ORDERS_HEADER + GOOD + BAD)
+    ingest_landing(spark, local, landing=landing)
+    sizes = [read_table(spark, local, s).count() for s in (BRONZE_ORDERS, SILVER_ORDERS)]
+    again = ingest_landing(spark, local, landing=landing)[0]
+    shutil.copy(first, landing / "orders" / "a_renamed_copy.csv")
+    renamed = ingest_landing(spark, local, landing=landing)[0]
+    assert again.skipped and renamed.skipped
+    assert [read_table(spark, local, s).count() for s in (BRONZE_ORDERS, SILVER_ORDERS)] == sizes
+    assert read_table(spark, local, QUARANTINE_ORDERS).count() == 7
+    # A later file: one order re-sent (a duplicate of silver) and one late order for a past date.
+    _write(
+        landing / "orders" / "d2.csv",
+        ORDERS_HEADER + "o1,c1,2024-01-05,1,10.0\n" + "o9,c2,2023-06-01,1,7\n",
+    )
+    result = ingest_landing(spark, local, landing=landing)[0]
+    assert (result.rows_read, result.silver_inserted, result.duplicates_dropped) == (2, 1, 1)
+    assert result.files == 1  # the copy of a.csv is still recognised as seen
+    late = read_table(spark, local, SILVER_ORDERS).where(F.col("order_id") == "o9").first()
+    assert late is not None and str(late["order_date"]) == "2023-06-01"
+
+
+def test_customer_profiles_are_typed_checked_and_updated(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    header = "customer_id,signup_date,country,channel,device\n"
+    _write(
+        landing / "customers" / "p1.csv",
+        header
+        + "c1,2023-01-01,US,email,mobile\n"
+        + "c2,2023-02-01,de,Organic,desktop\n"  # normalised: DE, organic
+        + "c3,2023-02-01,XX,email,mobile\n"  # unknown country
+        + "c4,2023-02-01,US,carrier_pigeon,mobile\n",  # unknown channel
+    )
+    first = ingest_landing(spark, local, landing=landing)[1]
+    assert (first.rows_read, first.silver_inserted, first.quarantined) == (4, 2, 2)
+    _write(
+        landing / "customers" / "p2.csv",
+        header + "c1,2023-01-01,US,email,desktop\n" + "c2,2023-02-01,DE,organic,desktop\n",
+    )
+    second = ingest_landing(spark, local, landing=landing)[1]
+    assert (second.silver_inserted, second.duplicates_dropped) == (1, 1)  # c1 changed, c2 same
+    assert second.accounted
+    silver = {r["customer_id"]: r for r in read_table(spark, local, SILVER_CUSTOMERS).collect()}
+    assert silver["c1"]["device"] == "desktop"
+    assert (silver["c2"]["country"], silver["c2"]["channel"]) == ("DE", "organic")
+    reasons = sorted(
+        r[0] for r in read_table(spark, local, QUARANTINE_CUSTOMERS).select("reason").collect()
+    )
+    assert reasons == ["unknown channel carrier_pigeon", "unknown country XX"]
+
+
+def test_parquet_landing_files_are_read_with_the_source_schema(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    from jobs.generate import generate
+
+    landing = tmp_path / "landing"
+    gen = generate(customers=300, days=120, seed=3, out=landing, chunk_customers=150)
+    orders, customers = ingest_landing(spark, local, landing=landing)
+    assert (orders.files, customers.files) == (2, 2)
+    assert orders.rows_read == gen.orders == orders.silver_inserted
+    assert customers.silver_inserted == 300

@@ -1,0 +1,115 @@
+"""Through Dagster: landing files to gold, and a failing gold contract blocks everything downstream."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.generate import generate
+from jobs.lake import read_table, table_path
+from schemas.settings import Settings, get_settings
+from schemas.tables import SILVER_CUSTOMERS, SILVER_ORDERS
+
+pytestmark = pytest.mark.integration
+
+START = dt.date(2023, 1, 1)
+SCORE_DATE = dt.date(2023, 11, 1)
+
+
+@pytest.fixture()
+def landing_settings(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Settings]:
+    """The session's settings with this test's own lake and landing folder (set as an operator would)."""
+    landing = tmp_path / "landing"
+    generate(customers=400, days=400, seed=5, out=landing, start=START, chunk_customers=200)
+    monkeypatch.setenv("LAKESCORE_LAKE__ROOT", str(tmp_path / "lake"))
+    monkeypatch.setenv("LAKESCORE_LAKEHOUSE__LANDING_DIR", str(landing))
+    monkeypatch.setenv("LAKESCORE_LAKEHOUSE__DATA_DOCS_DIR", str(tmp_path / "docs"))
+    monkeypatch.setenv("LAKESCORE_SCHEDULE__STEP_RETRIES", "0")
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
+
+def _run(settings: Settings, keys: list[Any]) -> Any:
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import NIGHTLY_JOB, build_definitions
+
+    job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
+    with DagsterInstance.ephemeral() as instance:
+        return job.execute_in_process(
+            partition_key=SCORE_DATE.isoformat(),
+            instance=instance,
+            asset_selection=keys,
+            raise_on_error=False,
+        )
+
+
+def _materialized(result: Any) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def _checks(result: Any) -> dict[str, Any]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_failing_gold_contract_blocks_downstream_in_the_same_run(
+    spark: Any, landing_settings: Settings
+) -> None:
+    from pipelines.lakehouse.assets import (
+        BRONZE_ORDERS_KEY,
+        CUSTOMER_FEATURES_KEY,
+        SILVER_CUSTOMERS_KEY,
+        SILVER_ORDERS_KEY,
+    )
+    from pipelines.models.assets import CHAMPION_MODEL_KEY
+    from pipelines.scoring.assets import CURRENT_KEY, HISTORY_KEY
+    from pipelines.serving.assets import MONGO_PREDICTIONS_KEY
+
+    settings = landing_settings
+    lakehouse = [BRONZE_ORDERS_KEY, SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY, CUSTOMER_FEATURES_KEY]
+    clean = _run(settings, lakehouse)
+    assert clean.success
+    assert _materialized(clean) == {k.to_user_string() for k in lakehouse}
+    checks = _checks(clean)
+    assert all(checks[name].passed for name in checks), checks
+    assert {"customer_features_contract", "silver_orders_contract"} <= set(checks)
+    assert read_table(spark, settings, SILVER_CUSTOMERS).count() == 400
+    docs = checks["customer_features_contract"].metadata["data_docs"].value
+    gold_docs = Path(settings.lakehouse.data_docs_dir) / "gold_customer_features" / "index.html"
+    assert docs == gold_docs.resolve().as_uri() and gold_docs.exists()
+
+    # A corrupt row lands in silver behind the contracts' back (e.g. a manual fix gone wrong).
+    bad = (
+        read_table(spark, settings, SILVER_ORDERS)
+        .limit(1)
+        .select(
+            F.lit("corrupt-1").alias("order_id"),
+            "customer_id",
+            F.lit(SCORE_DATE - dt.timedelta(days=3)).alias("order_date"),
+            F.lit(1).alias("quantity"),
+            F.lit(-1e6).alias("amount"),
+            F.lit("manual").alias("batch_id"),
+        )
+    )
+    bad.write.format("delta").mode("append").save(table_path(settings, SILVER_ORDERS))
+
+    downstream = [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]
+    blocked = _run(settings, [CUSTOMER_FEATURES_KEY, *downstream])
+    assert not blocked.success
+    assert _materialized(blocked) == {CUSTOMER_FEATURES_KEY.to_user_string()}
+    contract = _checks(blocked)["customer_features_contract"]
+    assert not contract.passed
+    failed = contract.metadata["failed"].value
+    assert [(f["column"], f["unexpected_count"]) for f in failed] == [("monetary_all", 1)]
+    assert "monetary_all) failed on 1 of" in contract.description
