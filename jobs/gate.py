@@ -1,21 +1,37 @@
-"""The champion/challenger gate: a candidate is promoted only when it is demonstrably better."""
+"""The champion/challenger gate: a candidate is promoted only when it is demonstrably better.
+
+Order of the checks (the first failing one is the reason):
+1. validation problems (signature mismatch, NaN predictions, ...) -> never promoted;
+2. metric floors: AUC and log loss must be numbers, AUC at least ``gate.min_auc``;
+3. every baseline (prior, recency/frequency) must be beaten on AUC;
+4. against the champion, on identical holdout rows: the AUC gain must EXCEED
+   ``gate.min_auc_gain`` (a tie keeps the champion) and the log loss may not grow
+   by more than ``gate.max_log_loss_increase``.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from schemas.settings import Settings
+from schemas.settings import GateSettings
 
 
 @dataclass(frozen=True, kw_only=True)
 class GateDecision:
     promote: bool
     reason: str
+    valid: bool = True
 
     @property
     def verdict(self) -> str:
+        if not self.valid:
+            return "invalid"
         return "promote" if self.promote else "reject"
+
+
+def _reject(reason: str) -> GateDecision:
+    return GateDecision(promote=False, reason=reason)
 
 
 def decide(
@@ -23,34 +39,35 @@ def decide(
     candidate: dict[str, float],
     champion: dict[str, float] | None,
     baselines: dict[str, dict[str, float]],
-    settings: Settings,
+    gate: GateSettings,
+    problems: list[str] | None = None,
 ) -> GateDecision:
-    """Compare metrics computed on identical holdout rows."""
-    gate = settings.gate
-    auc = candidate.get("roc_auc", float("nan"))
-    if math.isnan(auc) or math.isnan(candidate.get("log_loss", float("nan"))):
-        return GateDecision(promote=False, reason="candidate metrics are NaN")
+    """Compare metrics computed on identical holdout rows; ``problems`` come from validation."""
+    if problems:
+        return GateDecision(
+            promote=False, valid=False, reason="validation failed: " + "; ".join(problems)
+        )
+    auc = candidate.get("roc_auc", math.nan)
+    loss = candidate.get("log_loss", math.nan)
+    if math.isnan(auc) or math.isnan(loss):
+        return _reject("candidate metrics are NaN")
     if auc < gate.min_auc:
-        return GateDecision(promote=False, reason=f"AUC {auc:.4f} below floor {gate.min_auc}")
-    for name, base in baselines.items():
-        base_auc = base.get("roc_auc", float("nan"))
+        return _reject(f"AUC {auc:.4f} below floor {gate.min_auc}")
+    for name, base in sorted(baselines.items()):
+        base_auc = base.get("roc_auc", math.nan)
         if not math.isnan(base_auc) and auc <= base_auc:
-            return GateDecision(
-                promote=False, reason=f"AUC {auc:.4f} does not beat baseline {name} {base_auc:.4f}"
-            )
+            return _reject(f"AUC {auc:.4f} does not beat baseline {name} {base_auc:.4f}")
     if champion is None:
         return GateDecision(promote=True, reason="no champion yet; beats every baseline")
     gain = auc - champion["roc_auc"]
-    loss_change = candidate["log_loss"] - champion["log_loss"]
-    if gain < gate.min_auc_gain:
-        return GateDecision(
-            promote=False,
-            reason=f"AUC gain {gain:+.4f} below required {gate.min_auc_gain:+.4f}",
+    loss_change = loss - champion["log_loss"]
+    if not gain > gate.min_auc_gain:
+        return _reject(
+            f"AUC gain {gain:+.4f} over the champion does not exceed {gate.min_auc_gain:+.4f}"
         )
     if loss_change > gate.max_log_loss_increase:
-        return GateDecision(
-            promote=False,
-            reason=f"log loss change {loss_change:+.4f} above allowed {gate.max_log_loss_increase}",
+        return _reject(
+            f"log loss change {loss_change:+.4f} above allowed {gate.max_log_loss_increase:+.4f}"
         )
     return GateDecision(
         promote=True, reason=f"AUC gain {gain:+.4f}, log loss change {loss_change:+.4f}"

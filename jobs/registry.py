@@ -10,6 +10,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from jobs.gate import GateDecision
 from schemas.settings import Settings
 
 CHAMPION = "champion"
@@ -55,3 +56,26 @@ def load_booster(*, model_name: str, version: str) -> lgb.Booster:
     if isinstance(booster, lgb.Booster):
         return booster
     raise RegistryError(f"{model_name} v{version} is not a LightGBM model")
+
+
+def set_gate_aliases(
+    client: MlflowClient, *, model_name: str, version: str, decision: GateDecision
+) -> None:
+    """Aliases after a gate decision.
+
+    valid -> ``challenger`` (shadow-scored by the nightly job); promoted -> ``champion``
+    (and no separate challenger). An invalid model gets no alias at all and a
+    ``validation=failed`` tag, so nothing ever scores with it.
+    """
+    if not decision.valid:
+        client.set_model_version_tag(model_name, version, "validation", "failed")
+        client.set_model_version_tag(
+            model_name, version, "validation.reason", decision.reason[:4000]
+        )
+        return
+    client.set_model_version_tag(model_name, version, "validation", "passed")
+    client.set_model_version_tag(model_name, version, "gate.verdict", decision.verdict)
+    client.set_registered_model_alias(model_name, CHALLENGER, version)
+    if decision.promote:
+        client.set_registered_model_alias(model_name, CHAMPION, version)
+        client.delete_registered_model_alias(model_name, CHALLENGER)

@@ -1,33 +1,58 @@
-"""Training set, LightGBM training and registration for the purchase model.
+"""LightGBM training for a configured model definition, then registration through the gate.
 
-Label for as-of date D: the customer ordered on days D..D+H-1. Features at D see
-only days before D, so no order is both feature and label. A model meant to
-score date S trains only on as-of dates whose label window closed before S.
+``train_model`` = training set (jobs/trainset.py) -> ``fit_candidate`` -> ``gate_and_register``.
+Class imbalance: the booster optimises plain (unweighted) binary log loss and stops
+early on the validation period's log loss, so its outputs stay calibrated
+probabilities (the API serves them as such); no ``is_unbalance`` /
+``scale_pos_weight``, which would inflate them and need a recalibration map that
+scoring and serving would then also have to apply. Imbalance-aware metrics (PR AUC,
+top-decile lift) and the calibration error are reported instead.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 import lightgbm as lgb
-import mlflow
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
+from mlflow.models import ModelSignature, infer_signature
+from pyspark.sql import SparkSession
 
-from jobs.features import compute_customer_features
+from jobs.evaluation import baseline_metrics
 from jobs.gate import GateDecision, decide
-from jobs.lake import read_table, table_path, table_version
+from jobs.gate_log import DecisionRecord, record_decision
 from jobs.metrics import binary_metrics
-from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
-from schemas.features import FEATURE_NAMES
+from jobs.registry import (
+    CHAMPION,
+    configure_mlflow,
+    load_booster,
+    set_gate_aliases,
+    version_by_alias,
+)
+from jobs.run_logging import log_candidate_run
+from jobs.trainset import Lineage, TrainingData, load_training_data
+from jobs.validation import validate_logged_model
+from schemas.models import ModelDefinition, primary_definition
 from schemas.settings import Settings
-from schemas.tables import SILVER_ORDERS
+
+VALIDATION_SAMPLE_ROWS = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class Candidate:
+    """A fitted booster and everything needed to judge and log it."""
+
+    definition: ModelDefinition
+    booster: lgb.Booster
+    params: dict[str, Any]
+    holdout: pd.DataFrame
+    scores: np.ndarray  # the booster's holdout probabilities, row-aligned with ``holdout``
+    metrics: dict[str, float]
+    signature: ModelSignature
+    train_base_rate: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,81 +63,38 @@ class TrainResult:
     metrics: dict[str, float]
     baselines: dict[str, dict[str, float]]
     decision: GateDecision
+    champion_version: str | None = None
+    champion_metrics: dict[str, float] | None = None
     as_of_dates: list[dt.date] = field(default_factory=list)
+    lineage: list[Lineage] = field(default_factory=list)
 
 
-def training_as_of_dates(
-    score_date: dt.date, *, horizon_days: int, n_dates: int, step_days: int
-) -> list[dt.date]:
-    """As-of dates, oldest first, whose label window [D, D+H) ends before ``score_date``."""
-    last = score_date - dt.timedelta(days=horizon_days)
-    return sorted(last - dt.timedelta(days=step_days * i) for i in range(n_dates))
-
-
-def labels(orders: DataFrame, *, as_of: dt.date, horizon_days: int) -> DataFrame:
-    end = as_of + dt.timedelta(days=horizon_days)
-    window = (F.col("order_date") >= F.lit(as_of)) & (F.col("order_date") < F.lit(end))
-    return orders.where(window).select("customer_id").distinct().withColumn("label", F.lit(1))
-
-
-def build_training_set(
-    orders: DataFrame, *, as_of_dates: list[dt.date], horizon_days: int
-) -> DataFrame:
-    parts = []
-    for as_of in as_of_dates:
-        feats = compute_customer_features(orders, as_of=as_of)
-        lab = labels(orders, as_of=as_of, horizon_days=horizon_days)
-        parts.append(feats.join(lab, "customer_id", "left").fillna(0, subset=["label"]))
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.unionByName(part)
-    return out
-
-
-def baseline_scores(frame: pd.DataFrame, *, prior: float) -> dict[str, np.ndarray]:
-    """Scores of the two baselines every model must beat: the base rate and recency/frequency."""
-    rf = frame["frequency_365d"].to_numpy(float) / (1.0 + frame["recency_days"].to_numpy(float))
-    return {"prior": np.full(len(frame), prior), "recency_frequency": rf}
-
-
-def train_model(spark: SparkSession, settings: Settings, *, score_date: dt.date) -> TrainResult:
+def lgb_params(settings: Settings) -> dict[str, Any]:
     cfg = settings.model
-    client = configure_mlflow(settings)
-    silver_version = table_version(spark, settings, SILVER_ORDERS)
-    orders = read_table(spark, settings, SILVER_ORDERS, version=silver_version)
-    dates = training_as_of_dates(
-        score_date,
-        horizon_days=cfg.horizon_days,
-        n_dates=cfg.training_dates,
-        step_days=cfg.training_step_days,
-    )
-    raw: pd.DataFrame = build_training_set(
-        orders, as_of_dates=dates, horizon_days=cfg.horizon_days
-    ).toPandas()
-    frame = raw.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
-    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
-    holdout_date, valid_date = dates[-1], dates[-2]
-    train = frame[frame["as_of_date"] < valid_date]
-    valid = frame[frame["as_of_date"] == valid_date]
-    holdout = frame[frame["as_of_date"] == holdout_date]
-    if train.empty or valid.empty or holdout.empty:
-        raise ValueError(f"not enough history before {score_date} for as-of dates {dates}")
-
-    params = {
+    return {
         "objective": "binary",
         "learning_rate": cfg.learning_rate,
         "num_leaves": cfg.num_leaves,
-        "min_data_in_leaf": 50,
+        "min_data_in_leaf": cfg.min_data_in_leaf,
         "feature_fraction": 0.9,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "seed": cfg.seed,
         "deterministic": True,
         "force_row_wise": True,
-        "num_threads": 2,
+        "num_threads": cfg.num_threads,
         "verbosity": -1,
     }
-    x_cols = list(FEATURE_NAMES)
+
+
+def fit_candidate(
+    data: TrainingData, *, definition: ModelDefinition, settings: Settings
+) -> Candidate:
+    """Train on the train period, stop early on validation, score the holdout (pure, no I/O)."""
+    cfg = settings.model
+    x_cols = definition.feature_names
+    train, valid, holdout = (data.period(p) for p in ("train", "validation", "holdout"))
+    params = lgb_params(settings)
     dtrain = lgb.Dataset(train[x_cols], label=train["label"], free_raw_data=False)
     dvalid = lgb.Dataset(valid[x_cols], label=valid["label"], reference=dtrain)
     booster = lgb.train(
@@ -122,79 +104,124 @@ def train_model(spark: SparkSession, settings: Settings, *, score_date: dt.date)
         valid_sets=[dvalid],
         callbacks=[lgb.early_stopping(cfg.early_stopping_rounds, verbose=False)],
     )
-    x_hold = holdout[x_cols]
+    if booster.best_iteration > 0:
+        # Keep only the trees early stopping chose: the saved model then IS the evaluated one.
+        booster = lgb.Booster(
+            model_str=booster.model_to_string(num_iteration=booster.best_iteration)
+        )
+    scores = np.asarray(booster.predict(holdout[x_cols]), dtype=float)
     y_hold = holdout["label"].to_numpy(float)
-    scores = np.asarray(booster.predict(x_hold, num_iteration=booster.best_iteration))
-    metrics = binary_metrics(y_hold, scores)
-    prior = float(train["label"].mean())
-    baselines = {
-        name: binary_metrics(y_hold, s) for name, s in baseline_scores(holdout, prior=prior).items()
-    }
-    champion_metrics = _champion_metrics(client, settings, x_hold=x_hold, y_hold=y_hold)
-    decision = decide(
-        candidate=metrics, champion=champion_metrics, baselines=baselines, settings=settings
+    return Candidate(
+        definition=definition,
+        booster=booster,
+        params={**params, "num_boost_round": cfg.num_boost_round},
+        holdout=holdout,
+        scores=scores,
+        metrics=binary_metrics(y_hold, np.nan_to_num(scores, nan=0.5)),
+        signature=infer_signature(holdout[x_cols].head(100).astype("float64"), scores[:100]),
+        train_base_rate=float(train["label"].mean()),
     )
 
-    with mlflow.start_run(run_name=f"{cfg.name}-{score_date.isoformat()}") as run:
-        mlflow.log_params({**params, "horizon_days": cfg.horizon_days, "score_date": score_date})
-        mlflow.log_param("best_iteration", booster.best_iteration)
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
-        mlflow.log_metric("train_base_rate", prior)
-        for name, bm in baselines.items():
-            mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in bm.items()})
-        mlflow.set_tags(
-            {
-                "lineage.silver.orders.path": table_path(settings, SILVER_ORDERS),
-                "lineage.silver.orders.version": str(silver_version),
-                "training.as_of_dates": ",".join(d.isoformat() for d in dates),
-                "code.commit": _git_commit(),
-                "gate.verdict": decision.verdict,
-                "gate.reason": decision.reason,
-            }
-        )
-        mlflow.log_dict(settings.model.model_dump(), "config/model.json")
-        info = mlflow.lightgbm.log_model(
-            booster,
-            name="model",
-            signature=infer_signature(x_hold.head(100), scores[:100]),
-            input_example=x_hold.head(3),
-            registered_model_name=cfg.name,
-        )
-        version = str(info.registered_model_version)
-    client.set_registered_model_alias(cfg.name, CHALLENGER, version)
-    if decision.promote:
-        client.set_registered_model_alias(cfg.name, CHAMPION, version)
-        client.delete_registered_model_alias(cfg.name, CHALLENGER)
+
+def champion_on_holdout(
+    settings: Settings, *, model_name: str, holdout: pd.DataFrame
+) -> tuple[str | None, dict[str, float] | None, str | None]:
+    """``(version, metrics, problem)`` of the current champion on the candidate's holdout rows."""
+    client = configure_mlflow(settings)
+    current = version_by_alias(client, model_name=model_name, alias=CHAMPION)
+    if current is None:
+        return None, None, None
+    version = str(current.version)
+    champion = load_booster(model_name=model_name, version=version)
+    missing = sorted(set(champion.feature_name()) - set(holdout.columns))
+    if missing:
+        return version, None, f"champion v{version} needs features absent here: {missing}"
+    scores = np.asarray(champion.predict(holdout[champion.feature_name()]), dtype=float)
+    return version, binary_metrics(holdout["label"].to_numpy(float), scores), None
+
+
+def gate_and_register(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    candidate: Candidate,
+    data: TrainingData,
+    score_date: dt.date,
+) -> TrainResult:
+    """Log and register the candidate, validate what was logged, gate it, record the decision."""
+    name = candidate.definition.name
+    client = configure_mlflow(settings)
+    baselines = baseline_metrics(candidate.holdout, prior=candidate.train_base_rate)
+    champ_version, champ_metrics, champ_problem = champion_on_holdout(
+        settings, model_name=name, holdout=candidate.holdout
+    )
+    run_id, version = log_candidate_run(
+        settings,
+        candidate=candidate,
+        baselines=baselines,
+        score_date=score_date,
+        as_of_dates=data.as_of_dates,
+        lineage=data.lineage,
+    )
+    features = candidate.definition.feature_names
+    problems = validate_logged_model(
+        model_uri=f"models:/{name}/{version}",
+        booster=candidate.booster,
+        features=features,
+        sample=candidate.holdout.head(VALIDATION_SAMPLE_ROWS),
+        scores=candidate.scores,
+        max_diff=settings.gate.max_prediction_diff,
+    )
+    decision = decide(
+        candidate=candidate.metrics,
+        champion=champ_metrics,
+        baselines=baselines,
+        gate=settings.gate,
+        problems=problems,
+    )
+    if champ_problem and decision.promote:
+        decision = GateDecision(promote=False, reason=champ_problem)
+    set_gate_aliases(client, model_name=name, version=version, decision=decision)
+    record_decision(
+        spark,
+        settings,
+        client,
+        DecisionRecord(
+            model_name=name,
+            candidate_version=version,
+            champion_version=champ_version,
+            decision=decision,
+            score_date=score_date,
+            holdout_as_of_date=data.as_of_dates[-1],
+            candidate=candidate.metrics,
+            champion=champ_metrics,
+            baselines=baselines,
+            run_id=run_id,
+        ),
+    )
     return TrainResult(
-        model_name=cfg.name,
+        model_name=name,
         version=version,
-        run_id=run.info.run_id,
-        metrics=metrics,
+        run_id=run_id,
+        metrics=candidate.metrics,
         baselines=baselines,
         decision=decision,
-        as_of_dates=dates,
+        champion_version=champ_version,
+        champion_metrics=champ_metrics,
+        as_of_dates=data.as_of_dates,
+        lineage=data.lineage,
     )
 
 
-def _champion_metrics(
-    client: mlflow.MlflowClient, settings: Settings, *, x_hold: pd.DataFrame, y_hold: np.ndarray
-) -> dict[str, float] | None:
-    current = version_by_alias(client, model_name=settings.model.name, alias=CHAMPION)
-    if current is None:
-        return None
-    champion = load_booster(model_name=settings.model.name, version=str(current.version))
-    return binary_metrics(y_hold, np.asarray(champion.predict(x_hold[champion.feature_name()])))
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+def train_model(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    score_date: dt.date,
+    definition: ModelDefinition | None = None,
+) -> TrainResult:
+    """Train the configured model (default: the primary one) for ``score_date`` and gate it."""
+    definition = definition or primary_definition(settings)
+    data = load_training_data(spark, settings, definition=definition, score_date=score_date)
+    candidate = fit_candidate(data, definition=definition, settings=settings)
+    return gate_and_register(spark, settings, candidate=candidate, data=data, score_date=score_date)

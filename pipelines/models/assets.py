@@ -1,4 +1,5 @@
-"""The champion model: trained and gated when the registry has none (or when asked to retrain)."""
+"""The models: the batch champion and the cold-start champion, each trained and gated when the
+registry has none (or when asked to retrain)."""
 
 from dagster import (
     AssetExecutionContext,
@@ -10,16 +11,27 @@ from dagster import (
     asset,
 )
 
+from jobs.coldstart import train_coldstart
 from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
 from jobs.training import train_model
-from pipelines.lakehouse.assets import CUSTOMER_FEATURES_KEY, SILVER_ORDERS_KEY
+from pipelines.lakehouse.assets import (
+    CUSTOMER_FEATURES_KEY,
+    SILVER_CUSTOMERS_KEY,
+    SILVER_ORDERS_KEY,
+)
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
+from schemas.coldstart import COLDSTART_SUFFIX
 
 CHAMPION_MODEL_KEY = AssetKey(["models", "champion"])
+COLDSTART_MODEL_KEY = AssetKey(["models", "coldstart"])
 
 
 class ChampionModelConfig(Config):  # type: ignore[misc]
+    retrain: bool = False
+
+
+class ColdStartModelConfig(Config):  # type: ignore[misc]
     retrain: bool = False
 
 
@@ -63,8 +75,45 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                 "gate": f"{result.decision.verdict}: {result.decision.reason}",
                 "holdout_roc_auc": result.metrics["roc_auc"],
                 "holdout_lift_top_decile": result.metrics["lift_top_decile"],
+                "baseline_rf_roc_auc": result.baselines["recency_frequency"]["roc_auc"],
                 "mlflow_run_id": result.run_id,
             }
         )
 
-    return [champion_model]
+    @asset(
+        key=COLDSTART_MODEL_KEY,
+        deps=[SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY],
+        partitions_def=partitions,
+        group_name="models",
+        description="The cold-start champion (request-time features) the API serves to new customers.",
+    )
+    def coldstart_model(
+        context: AssetExecutionContext, config: ColdStartModelConfig, lakescore: LakescoreResource
+    ) -> MaterializeResult:
+        settings = lakescore.settings()
+        name = settings.model.name + COLDSTART_SUFFIX
+        client = configure_mlflow(settings)
+        current = version_by_alias(client, model_name=name, alias=CHAMPION)
+        if current is not None and not config.retrain:
+            return MaterializeResult(
+                metadata={"model": name, "version": str(current.version), "trained": False}
+            )
+        result = train_coldstart(
+            lakescore.spark(), settings, score_date=partition_date(context.partition_key)
+        )
+        context.log.info(f"cold-start gate: {result.decision.verdict} ({result.decision.reason})")
+        champion = version_by_alias(client, model_name=name, alias=CHAMPION)
+        return MaterializeResult(
+            metadata={
+                "model": name,
+                "version": "none" if champion is None else str(champion.version),
+                "trained": True,
+                "candidate_version": result.version,
+                "gate": f"{result.decision.verdict}: {result.decision.reason}",
+                "holdout_roc_auc": result.metrics["roc_auc"],
+                "global_prior": result.spec.global_prior,
+                "mlflow_run_id": result.run_id,
+            }
+        )
+
+    return [champion_model, coldstart_model]

@@ -1,0 +1,79 @@
+"""Model definitions in configuration: what a model predicts, over which horizon, from what.
+
+A second prediction (say, "orders in the next 90 days" from a subset of features)
+is one more :class:`ModelDefinition` under ``model.additional`` in the YAML file,
+not a copy of the training code. The primary definition is built from the
+``model`` section itself (``name``, ``label``, ``horizon_days``, ``features``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.features import FEATURE_NAMES
+
+if TYPE_CHECKING:
+    from schemas.settings import Settings
+
+# Label kinds the training set builder knows (jobs/trainset.py), all binary:
+# "ordered": the customer ordered at least once on days D..D+H-1.
+LabelKind = Literal["ordered"]
+LABEL_KINDS: tuple[str, ...] = ("ordered",)
+
+
+class ModelDefinition(BaseModel):
+    """One prediction: registered name, label, horizon (days) and the features it reads, in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    label: LabelKind = "ordered"
+    horizon_days: int = Field(default=30, ge=1)
+    # Empty: every behavioural feature of schemas.features, in catalogue order.
+    features: tuple[str, ...] = ()
+    description: str = ""
+
+    @field_validator("features")
+    @classmethod
+    def _no_duplicates(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        duplicates = sorted({f for f in value if value.count(f) > 1})
+        if duplicates:
+            raise ValueError(f"features listed twice: {', '.join(duplicates)}")
+        return value
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The model's input columns, in the order the booster is trained on."""
+        return list(self.features or FEATURE_NAMES)
+
+
+def primary_definition(settings: Settings) -> ModelDefinition:
+    """The definition the nightly scoring job serves (``settings.model.name``)."""
+    cfg = settings.model
+    return ModelDefinition(
+        name=cfg.name,
+        label=cfg.label,
+        horizon_days=cfg.horizon_days,
+        features=tuple(cfg.features),
+        description="primary model (scored every night)",
+    )
+
+
+def model_definitions(settings: Settings) -> list[ModelDefinition]:
+    """Every configured model: the primary one first, then ``model.additional``."""
+    out = [primary_definition(settings), *settings.model.additional]
+    names = [d.name for d in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"model names defined twice: {', '.join(duplicates)}")
+    return out
+
+
+def find_definition(settings: Settings, name: str) -> ModelDefinition:
+    for definition in model_definitions(settings):
+        if definition.name == name:
+            return definition
+    known = ", ".join(d.name for d in model_definitions(settings))
+    raise KeyError(f"no model definition named {name!r} (configured: {known})")

@@ -1,0 +1,145 @@
+"""The cold-start model on CDNOW: trained, gated, registered, and loaded the way the API loads it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from api.coldstart import fetch
+from jobs.coldstart import ColdStartResult, train_coldstart
+from jobs.coldstart_data import encode_frame
+from jobs.ingest import cdnow_path, ingest_orders
+from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
+from schemas.coldstart import CATEGORICAL, COLDSTART_SUFFIX, FEATURE_ORDER, ColdStartContext, encode
+from schemas.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+SCORE_DATE = dt.date(1998, 2, 1)
+BASE = "it_cs_purchase_30d"
+NAME = BASE + COLDSTART_SUFFIX
+
+
+@pytest.fixture(scope="module")
+def small(settings: Settings) -> Settings:
+    model = settings.model.model_copy(
+        update={"name": BASE, "training_dates": 3, "coldstart_num_boost_round": 60}
+    )
+    return settings.model_copy(update={"model": model})
+
+
+@pytest.fixture(scope="module")
+def trained(spark: Any, small: Settings) -> ColdStartResult:
+    ingest_orders(spark, small, path=cdnow_path())
+    return train_coldstart(spark, small, score_date=SCORE_DATE)
+
+
+def test_first_coldstart_model_beats_the_prior_and_is_champion(
+    small: Settings, trained: ColdStartResult
+) -> None:
+    assert trained.model_name == NAME
+    assert trained.decision.promote, trained.decision.reason
+    assert trained.metrics["roc_auc"] > trained.baselines["prior"]["roc_auc"]
+    champion = version_by_alias(configure_mlflow(small), model_name=NAME, alias=CHAMPION)
+    assert champion is not None and str(champion.version) == trained.version
+
+
+def test_spec_covers_every_categorical_and_a_plausible_prior(trained: ColdStartResult) -> None:
+    spec = trained.spec
+    assert spec.feature_order == list(FEATURE_ORDER)
+    assert set(spec.categorical_levels) == set(CATEGORICAL)  # CDNOW: all empty, unknown -> NaN
+    assert 0.0 < spec.global_prior < 0.5
+
+
+def test_the_api_loader_gets_the_champion_and_scores_requests(
+    small: Settings, trained: ColdStartResult, tmp_path: Path
+) -> None:
+    model = fetch(tracking_uri=small.mlflow.tracking_uri, name=NAME, cache_dir=tmp_path, known=None)
+    assert model is not None and model.version == trained.version
+    assert model.spec == trained.spec
+    recent = ColdStartContext(days_since_signup=3, first_order_amount=80.0, first_order_items=4)
+    unknown_country = recent.model_copy(update={"country": "XX"})
+    score = model.score(recent)
+    assert 0.0 < score < 1.0
+    assert model.score(unknown_country) == pytest.approx(score)  # unseen level encodes as NaN
+    assert model.answer(ColdStartContext()) == (trained.spec.global_prior, "segment_prior")
+
+
+def test_registered_lightgbm_model_equals_the_native_text_model(
+    small: Settings, trained: ColdStartResult, tmp_path: Path
+) -> None:
+    configure_mlflow(small)
+    info = mlflow.models.get_model_info(f"models:/{NAME}/{trained.version}")
+    assert info.signature.inputs.input_names() == list(FEATURE_ORDER)
+    model = fetch(tracking_uri=small.mlflow.tracking_uri, name=NAME, cache_dir=tmp_path, known=None)
+    assert model is not None
+    rows = pd.DataFrame(
+        {
+            "country": [None, None],
+            "channel": [None, None],
+            "device": [None, None],
+            "days_since_signup": [10.0, 300.0],
+            "first_order_amount": [15.0, 200.0],
+            "first_order_items": [1.0, 6.0],
+        }
+    )
+    x = encode_frame(rows, trained.spec)
+    logged = mlflow.pyfunc.load_model(f"models:/{NAME}/{trained.version}").predict(x)
+    assert np.asarray(logged, dtype=float) == pytest.approx(model.booster.predict(x.to_numpy()))
+
+
+def test_vectorised_encoding_matches_the_contract_encode(trained: ColdStartResult) -> None:
+    spec = trained.spec.model_copy(
+        update={"categorical_levels": {"country": ["US", "DE"], "channel": ["web"], "device": []}}
+    )
+    contexts = [
+        ColdStartContext(country="DE", channel="web", days_since_signup=5, first_order_amount=9.5),
+        ColdStartContext(country="FR", device="ios", first_order_items=2),
+        ColdStartContext(),
+    ]
+    frame = pd.DataFrame([c.model_dump() for c in contexts])
+    vectorised = encode_frame(frame, spec).to_numpy()
+    for row, context in zip(vectorised, contexts, strict=True):
+        expected = encode(context, spec)
+        assert all(
+            (math.isnan(a) and math.isnan(b)) or a == b for a, b in zip(row, expected, strict=True)
+        )
+
+
+def test_request_time_features_are_point_in_time_and_use_the_profile(spark: Any) -> None:
+    from jobs.coldstart_data import coldstart_rows
+
+    d = dt.date
+    orders = spark.createDataFrame(
+        [
+            ("o1", "A", d(2023, 1, 5), 2, 30.0),
+            ("o2", "A", d(2023, 1, 20), 9, 99.0),  # later order: not the first one
+            ("o3", "B", d(2023, 2, 3), 1, 10.0),  # on the as-of date: label, not a feature
+            ("o4", "A", d(2023, 2, 10), 1, 5.0),
+        ],
+        "order_id STRING, customer_id STRING, order_date DATE, quantity INT, amount DOUBLE",
+    )
+    customers = spark.createDataFrame(
+        [
+            ("A", d(2023, 1, 1), "DE", "web", "ios"),
+            ("B", d(2023, 1, 30), "US", "app", None),
+            ("C", d(2023, 3, 1), "US", "web", None),  # signs up after the as-of date
+        ],
+        "customer_id STRING, signup_date DATE, country STRING, channel STRING, device STRING",
+    )
+    rows = {
+        r.customer_id: r
+        for r in coldstart_rows(orders, customers, as_of=d(2023, 2, 3), horizon_days=30).collect()
+    }
+    assert set(rows) == {"A", "B"}
+    a, b = rows["A"], rows["B"]
+    assert (a.days_since_signup, a.first_order_amount, a.first_order_items) == (33.0, 30.0, 2.0)
+    assert (a.country, a.channel, a.device, a.label) == ("DE", "web", "ios", 1)
+    assert (b.days_since_signup, b.first_order_amount, b.label) == (4.0, None, 1)

@@ -1,0 +1,207 @@
+"""Training, the gate and the registry on CDNOW: real Spark + Delta, real MLflow registry (SQLite).
+
+One scenario, in order, on one training set (score date 1998-02-01, small config):
+v1 first model -> champion; v2 deliberately worse (one feature) -> refused;
+v3 the v1 booster with a broken signature -> invalid, no alias; an operator points
+the champion at the weak v2; v4 a re-run of v1 (same data, same seed) -> promoted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.models import infer_signature
+from pyspark.sql import functions as F
+
+from jobs.ingest import cdnow_path, ingest_orders
+from jobs.lake import read_table, table_path
+from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
+from jobs.training import TrainResult, fit_candidate, gate_and_register
+from jobs.trainset import TrainingData, load_training_data
+from schemas.features import FEATURE_NAMES
+from schemas.models import ModelDefinition, primary_definition
+from schemas.settings import Settings
+from schemas.tables import GATE_DECISIONS, SILVER_ORDERS
+
+pytestmark = pytest.mark.integration
+
+SCORE_DATE = dt.date(1998, 2, 1)
+MODEL = "it_gate_purchase_30d"
+
+
+@pytest.fixture(scope="module")
+def small(settings: Settings) -> Settings:
+    model = settings.model.model_copy(
+        update={
+            "name": MODEL,
+            "training_dates": 5,
+            "num_boost_round": 150,
+            "learning_rate": 0.1,
+            "early_stopping_rounds": 15,
+        }
+    )
+    return settings.model_copy(update={"model": model})
+
+
+@pytest.fixture(scope="module")
+def data(spark: Any, small: Settings) -> TrainingData:
+    ingest_orders(spark, small, path=cdnow_path())  # skipped when this run already ingested it
+    definition = primary_definition(small)
+    return load_training_data(spark, small, definition=definition, score_date=SCORE_DATE)
+
+
+@pytest.fixture(scope="module")
+def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
+    client = configure_mlflow(small)
+    out: dict[str, Any] = {}
+
+    def gate(candidate: Any) -> TrainResult:
+        return gate_and_register(
+            spark, small, candidate=candidate, data=data, score_date=SCORE_DATE
+        )
+
+    def alias(name: str) -> str | None:
+        mv = version_by_alias(client, model_name=MODEL, alias=name)
+        return None if mv is None else str(mv.version)
+
+    definition = primary_definition(small)
+    out["c1"] = fit_candidate(data, definition=definition, settings=small)
+    out["r1"] = gate(out["c1"])
+    out["champion_after_r1"] = alias(CHAMPION)
+
+    weak = ModelDefinition(name=MODEL, features=("tenure_days",))
+    out["rw"] = gate(fit_candidate(data, definition=weak, settings=small))
+    out["aliases_after_rw"] = (alias(CHAMPION), alias(CHALLENGER))
+
+    broken_signature = infer_signature(
+        data.period("holdout")[list(FEATURE_NAMES)].head(10).astype("float64").add_prefix("x_"),
+        out["c1"].scores[:10],
+    )
+    out["rb"] = gate(dataclasses.replace(out["c1"], signature=broken_signature))
+    out["aliases_after_rb"] = (alias(CHAMPION), alias(CHALLENGER))
+
+    # An operator rolls the champion back to the weak model; a re-run of v1 must win it back.
+    client.set_registered_model_alias(MODEL, CHAMPION, out["rw"].version)
+    out["c4"] = fit_candidate(data, definition=definition, settings=small)
+    out["r4"] = gate(out["c4"])
+    out["aliases_after_r4"] = (alias(CHAMPION), alias(CHALLENGER))
+    return out
+
+
+def test_time_split_never_mixes_dates(data: TrainingData) -> None:
+    dates = data.as_of_dates
+    assert dates[-1] + dt.timedelta(days=30) <= SCORE_DATE  # the holdout's label window closed
+    assert set(data.period("holdout")["as_of_date"]) == {dates[-1]}
+    assert set(data.period("validation")["as_of_date"]) == {dates[-2]}
+    assert max(data.period("train")["as_of_date"]) < dates[-2]
+
+
+def test_first_model_beats_both_baselines_and_becomes_champion(scenario: dict[str, Any]) -> None:
+    r1 = scenario["r1"]
+    assert r1.decision.promote, r1.decision.reason
+    assert scenario["champion_after_r1"] == r1.version
+    for name in ("prior", "recency_frequency"):
+        assert r1.metrics["roc_auc"] > r1.baselines[name]["roc_auc"], name
+
+
+def test_rerun_with_same_data_and_seed_gives_same_metrics(scenario: dict[str, Any]) -> None:
+    assert scenario["c4"].metrics == scenario["c1"].metrics
+    assert scenario["c4"].booster.model_to_string() == scenario["c1"].booster.model_to_string()
+
+
+def test_deliberately_worse_challenger_is_refused(scenario: dict[str, Any]) -> None:
+    rw = scenario["rw"]
+    assert rw.decision.verdict == "reject"
+    assert rw.metrics["roc_auc"] < scenario["r1"].metrics["roc_auc"]
+    champion, challenger = scenario["aliases_after_rw"]
+    assert champion == scenario["r1"].version  # the champion did not move
+    assert challenger == rw.version  # still shadow-scored as challenger
+
+
+def test_model_with_broken_signature_is_refused_and_gets_no_alias(
+    small: Settings, scenario: dict[str, Any]
+) -> None:
+    rb = scenario["rb"]
+    assert rb.decision.verdict == "invalid"
+    assert "signature" in rb.decision.reason
+    assert scenario["aliases_after_rb"] == scenario["aliases_after_rw"]
+    client = configure_mlflow(small)
+    assert client.get_model_version(MODEL, rb.version).tags["validation"] == "failed"
+
+
+def test_better_challenger_is_promoted_over_a_worse_champion(scenario: dict[str, Any]) -> None:
+    r4 = scenario["r4"]
+    assert r4.champion_version == scenario["rw"].version
+    assert r4.champion_metrics is not None
+    assert r4.metrics["roc_auc"] > r4.champion_metrics["roc_auc"]
+    assert r4.decision.promote, r4.decision.reason
+    assert scenario["aliases_after_r4"] == (r4.version, None)
+
+
+def test_every_decision_is_queryable_in_delta(
+    spark: Any, small: Settings, scenario: dict[str, Any]
+) -> None:
+    rows = (
+        read_table(spark, small, GATE_DECISIONS)
+        .where(F.col("model_name") == MODEL)
+        .orderBy(F.col("candidate_version").cast("int"))
+        .collect()
+    )
+    expected = [scenario[k] for k in ("r1", "rw", "rb", "r4")]
+    assert [(r.candidate_version, r.verdict) for r in rows] == [
+        (e.version, e.decision.verdict) for e in expected
+    ]
+    last = rows[-1]
+    assert last.champion_version == scenario["rw"].version
+    assert last.candidate_roc_auc == pytest.approx(scenario["r4"].metrics["roc_auc"])
+    assert last.baseline_recency_frequency_roc_auc == pytest.approx(
+        scenario["r4"].baselines["recency_frequency"]["roc_auc"]
+    )
+    assert json.loads(last.metrics_json)["reason"] == scenario["r4"].decision.reason
+
+
+def test_decision_and_evaluation_are_logged_in_mlflow(
+    small: Settings, scenario: dict[str, Any]
+) -> None:
+    client = configure_mlflow(small)
+    r4 = scenario["r4"]
+    run = client.get_run(r4.run_id)
+    assert run.data.tags["gate.verdict"] == "promote"
+    assert run.data.metrics["holdout_roc_auc"] == pytest.approx(r4.metrics["roc_auc"])
+    assert "baseline_recency_frequency_lift_top_decile" in run.data.metrics
+    decision = mlflow.artifacts.load_dict(f"runs:/{r4.run_id}/gate/decision.json")
+    assert (
+        decision["verdict"] == "promote" and decision["champion_version"] == scenario["rw"].version
+    )
+    listed = {f.path for d in ("evaluation", "config") for f in client.list_artifacts(r4.run_id, d)}
+    assert {"evaluation/calibration.png", "evaluation/feature_importance.csv"} <= listed
+    assert "config/definition.json" in listed
+    info = mlflow.models.get_model_info(f"models:/{MODEL}/{r4.version}")
+    assert info.signature.inputs.input_names() == list(FEATURE_NAMES)
+    assert info.saved_input_example_info is not None
+
+
+def test_lineage_tags_point_at_a_delta_version_that_time_travels(
+    spark: Any, small: Settings, scenario: dict[str, Any]
+) -> None:
+    tags = configure_mlflow(small).get_run(scenario["r1"].run_id).data.tags
+    assert tags["lineage.silver.orders.path"] == table_path(small, SILVER_ORDERS)
+    version = int(tags["lineage.silver.orders.version"])
+    travelled = read_table(spark, small, SILVER_ORDERS, version=version)
+    assert travelled.count() == int(tags["lineage.silver.orders.rows"])
+    assert tags["code.commit"] and tags["training.holdout_as_of_date"] == "1998-01-02"
+
+
+def test_registered_champion_loads_for_scoring(small: Settings, scenario: dict[str, Any]) -> None:
+    r4 = scenario["r4"]
+    booster = load_booster(model_name=MODEL, version=r4.version)
+    assert booster.feature_name() == list(FEATURE_NAMES)
+    holdout = scenario["c4"].holdout
+    assert booster.predict(holdout[booster.feature_name()].head(50)) == pytest.approx(
+        scenario["c4"].scores[:50]
+    )
