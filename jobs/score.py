@@ -1,10 +1,12 @@
 """Nightly scoring: every customer of the feature partition for date D, with the champion.
 
-Writes ``predictions.history`` (append-only; a re-run replaces exactly D's rows of
-that model and role) and merges the champion's scores into ``predictions.current``
-(an older score date never overwrites a newer one). Everything that can fail
-(missing partition, missing alias, features that do not fit the model) fails
-before anything is written.
+One pass over the feature partition scores it with every model to score (the
+champion, and the challenger in shadow) into ``predictions.history`` in one commit
+(append-only; a re-run replaces exactly D's rows of the model). ``predictions.current``
+is then updated from the rows just written (no second scoring pass); an older
+score date never overwrites a newer one. Everything that can fail (missing
+partition, missing alias, features that do not fit the model) fails before
+anything is written.
 
 Runs alone: ``python -m jobs.score --date 1998-01-01`` (or through spark-submit).
 """
@@ -13,21 +15,22 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import lightgbm as lgb
-import numpy as np
-import pandas as pd
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lake import ensure_table, read_table, table_exists, table_path, table_version
-from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
+from jobs.registry import CHALLENGER, CHAMPION
+from jobs.score_batches import ModelToScore, check_features, resolve_models, score_batches
 from schemas.settings import Settings, get_settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+
+__all__ = ["ScoreResult", "ScoringError", "score_batches", "score_date"]
+_ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
 class ScoringError(RuntimeError):
@@ -45,133 +48,180 @@ class ScoreResult:
     feature_table_version: int
     history_version: int
     current_version: int
-
-
-def score_partition(
-    features: DataFrame, *, booster: lgb.Booster, num_threads: int = 1
-) -> DataFrame:
-    """``customer_id, score`` for every feature row (pure transform, runs on the executors)."""
-    model_str = booster.model_to_string()
-    names = booster.feature_name()
-
-    def predict(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        model = lgb.Booster(model_str=model_str)
-        for pdf in batches:
-            x = pdf[names].to_numpy(dtype=np.float64, na_value=np.nan)
-            yield pd.DataFrame(
-                {
-                    "customer_id": pdf["customer_id"],
-                    "score": model.predict(x, num_threads=num_threads),
-                }
-            )
-
-    return features.select("customer_id", *names).mapInPandas(
-        predict,  # type: ignore[arg-type]
-        schema="customer_id STRING, score DOUBLE",
-    )
+    duration_s: float = 0.0
+    current_mode: str = ""  # how current was updated: insert, replace or merge
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase: checks, history, current
 
 
 def score_date(
     spark: SparkSession, settings: Settings, *, score_date: dt.date, run_id: str | None = None
 ) -> ScoreResult:
+    started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex
     model_name = settings.model.name
-    client = configure_mlflow(settings)
-    champion = version_by_alias(client, model_name=model_name, alias=CHAMPION)
-    if champion is None:
-        raise ScoringError(f"model {model_name!r} has no {CHAMPION!r} alias in the registry")
-    challenger = version_by_alias(client, model_name=model_name, alias=CHALLENGER)
-    models = {
-        CHAMPION: (
-            str(champion.version),
-            load_booster(model_name=model_name, version=str(champion.version)),
-        )
-    }
-    if challenger is not None and str(challenger.version) != str(champion.version):
-        models[CHALLENGER] = (
-            str(challenger.version),
-            load_booster(model_name=model_name, version=str(challenger.version)),
-        )
+    models = resolve_models(settings, error=ScoringError)
+    features, feature_version = feature_partition(spark, settings, score_date=score_date)
+    check_features(features, models=models, model_name=model_name, error=ScoringError)
+    seconds = {"checks": time.perf_counter() - started}
 
-    if not table_exists(spark, settings, CUSTOMER_FEATURES):
-        raise ScoringError(f"{CUSTOMER_FEATURES.name} does not exist: build features first")
-    feature_version = table_version(spark, settings, CUSTOMER_FEATURES)
-    features = read_table(spark, settings, CUSTOMER_FEATURES, version=feature_version).where(
-        F.col("as_of_date") == F.lit(score_date)
-    )
-    n_customers = features.count()
-    if n_customers == 0:
-        raise ScoringError(
-            f"no feature partition {CUSTOMER_FEATURES.name}/as_of_date={score_date.isoformat()}"
-        )
-    for role, (version, booster) in models.items():
-        missing = sorted(set(booster.feature_name()) - set(features.columns))
-        if missing:
-            raise ScoringError(
-                f"{role} {model_name} v{version} needs features missing from "
-                f"{CUSTOMER_FEATURES.name}: {', '.join(missing)}"
-            )
-
-    scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     ensure_table(spark, settings, PREDICTIONS_HISTORY)
     ensure_table(
         spark, settings, PREDICTIONS_CURRENT, properties={"delta.enableChangeDataFeed": "true"}
     )
-    for role, (version, booster) in models.items():
-        rows = score_partition(features, booster=booster).select(
-            "customer_id",
-            F.lit(model_name).alias("model_name"),
-            F.lit(version).alias("model_version"),
-            F.lit(role).alias("model_role"),
-            "score",
-            F.lit(score_date).alias("score_date"),
-            F.lit(scored_at).cast("timestamp").alias("scored_at"),
-            F.lit(run_id).alias("run_id"),
-            F.lit(feature_version).cast("bigint").alias("feature_table_version"),
-        )
-        condition = (
-            f"score_date = DATE'{score_date.isoformat()}' AND model_name = '{model_name}' "
-            f"AND model_role = '{role}'"
-        )
-        rows.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(
-            table_path(settings, PREDICTIONS_HISTORY)
-        )
-    history_version = table_version(spark, settings, PREDICTIONS_HISTORY)
-    _merge_current(spark, settings, score_date=score_date, history_version=history_version)
-    return ScoreResult(
-        score_date=score_date,
+    rows = prediction_rows(
+        spark,
+        features,
+        models=models,
         model_name=model_name,
-        model_version=models[CHAMPION][0],
-        challenger_version=models[CHALLENGER][0] if CHALLENGER in models else None,
-        rows=n_customers,
+        score_date=score_date,
         run_id=run_id,
-        feature_table_version=feature_version,
-        history_version=history_version,
-        current_version=table_version(spark, settings, PREDICTIONS_CURRENT),
+        feature_version=feature_version,
     )
-
-
-def _merge_current(
-    spark: SparkSession, settings: Settings, *, score_date: dt.date, history_version: int
-) -> None:
-    """Upsert the champion's rows for ``score_date`` from history into current."""
-    source = (
+    previous = spark.conf.get(_ARROW_BATCH)
+    spark.conf.set(_ARROW_BATCH, str(settings.scoring.arrow_batch_rows))
+    try:
+        written = _replace_history_rows(spark, settings, rows, score_date=score_date)
+    finally:
+        spark.conf.set(_ARROW_BATCH, previous or "10000")
+    history_version = table_version(spark, settings, PREDICTIONS_HISTORY)
+    seconds["history"] = time.perf_counter() - started - sum(seconds.values())
+    champion_rows = (
         read_table(spark, settings, PREDICTIONS_HISTORY, version=history_version)
         .where(
             (F.col("score_date") == F.lit(score_date))
-            & (F.col("model_name") == settings.model.name)
+            & (F.col("model_name") == model_name)
             & (F.col("model_role") == CHAMPION)
         )
         .select(*PREDICTIONS_CURRENT.columns)
     )
-    current = DeltaTable.forPath(spark, table_path(settings, PREDICTIONS_CURRENT))
+    mode = update_current(
+        spark, settings, champion_rows, score_date=score_date, model_name=model_name
+    )
+    seconds["current"] = time.perf_counter() - started - sum(seconds.values())
+    by_role = {m.role: m.version for m in models}
+    return ScoreResult(
+        score_date=score_date,
+        model_name=model_name,
+        model_version=by_role[CHAMPION],
+        challenger_version=by_role.get(CHALLENGER),
+        rows=written // len(models),
+        run_id=run_id,
+        feature_table_version=feature_version,
+        history_version=history_version,
+        current_version=table_version(spark, settings, PREDICTIONS_CURRENT),
+        duration_s=time.perf_counter() - started,
+        current_mode=mode,
+        seconds=seconds,
+    )
+
+
+def feature_partition(
+    spark: SparkSession, settings: Settings, *, score_date: dt.date
+) -> tuple[DataFrame, int]:
+    """The feature rows for ``score_date`` pinned to one table version, or ScoringError."""
+    if not table_exists(spark, settings, CUSTOMER_FEATURES):
+        raise ScoringError(f"{CUSTOMER_FEATURES.name} does not exist: build features first")
+    version = table_version(spark, settings, CUSTOMER_FEATURES)
+    features = read_table(spark, settings, CUSTOMER_FEATURES, version=version).where(
+        F.col("as_of_date") == F.lit(score_date)
+    )
+    if not features.limit(1).collect():
+        raise ScoringError(
+            f"no feature partition {CUSTOMER_FEATURES.name}/as_of_date={score_date.isoformat()} "
+            f"(table version {version}): build features for {score_date.isoformat()} first"
+        )
+    return features, version
+
+
+def prediction_rows(
+    spark: SparkSession,
+    features: DataFrame,
+    *,
+    models: list[ModelToScore],
+    model_name: str,
+    score_date: dt.date,
+    run_id: str,
+    feature_version: int,
+) -> DataFrame:
+    """History rows (every model's score for every customer) from the feature rows."""
+    # One Python worker per busy task: give each the cores the tasks leave idle. A file
+    # with one row group is read by one task however it is split, so the busy tasks are
+    # at most the files; a single feature file then predicts on all local cores.
+    tasks = max(1, min(features.rdd.getNumPartitions(), len(features.inputFiles())))
+    threads = max(1, spark.sparkContext.defaultParallelism // tasks)
+    scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    scored = score_batches(features, models=models, num_threads=threads)
+    return scored.select(
+        "customer_id",
+        F.lit(model_name).alias("model_name"),
+        "model_version",
+        "model_role",
+        "score",
+        F.lit(score_date).alias("score_date"),
+        F.lit(scored_at).cast("timestamp").alias("scored_at"),
+        F.lit(run_id).alias("run_id"),
+        F.lit(feature_version).cast("bigint").alias("feature_table_version"),
+    )
+
+
+def update_current(
+    spark: SparkSession,
+    settings: Settings,
+    rows: DataFrame,
+    *,
+    score_date: dt.date,
+    model_name: str,
+) -> str:
+    """Put ``rows`` (one per customer, all dated ``score_date``) into current; returns the mode.
+
+    - insert: current has no row of the model yet, a plain append;
+    - replace: every row of the model is dated ``score_date`` or earlier (a normal
+      night): the model's rows are rewritten as the new rows plus the customers
+      not scored today, in one overwrite (no change-data files to write);
+    - merge: some rows are newer (a backfill of a past date): only rows whose
+      score date is not newer are updated.
+    """
+    path = table_path(settings, PREDICTIONS_CURRENT)
+    of_model = read_table(spark, settings, PREDICTIONS_CURRENT).where(
+        F.col("model_name") == model_name
+    )
+    newest = of_model.agg(F.max("score_date")).first()[0]  # type: ignore[index]
+    if newest is None:
+        rows.write.format("delta").mode("append").save(path)
+        return "insert"
+    if newest <= score_date:
+        kept = of_model.join(rows.select("customer_id"), "customer_id", "left_anti")
+        (
+            rows.unionByName(kept)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"model_name = '{model_name}'")
+            .save(path)
+        )
+        return "replace"
     (
-        current.alias("t")
-        .merge(source.alias("s"), "t.customer_id = s.customer_id AND t.model_name = s.model_name")
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(rows.alias("s"), "t.customer_id = s.customer_id AND t.model_name = s.model_name")
         .whenMatchedUpdateAll(condition="s.score_date >= t.score_date")
         .whenNotMatchedInsertAll()
         .execute()
     )
+    return "merge"
+
+
+def _replace_history_rows(
+    spark: SparkSession, settings: Settings, rows: DataFrame, *, score_date: dt.date
+) -> int:
+    """Replace D's rows of this model in history (one commit); returns the rows written."""
+    condition = (
+        f"score_date = DATE'{score_date.isoformat()}' AND model_name = '{settings.model.name}'"
+    )
+    path = table_path(settings, PREDICTIONS_HISTORY)
+    rows.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(path)
+    last = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
+    metrics = (last[0] if last else None) or {}
+    return int(metrics.get("numOutputRows", 0))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -179,11 +229,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--date", required=True, type=dt.date.fromisoformat)
     parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)
+    from jobs.monitoring import record_score_run
     from jobs.spark import get_spark
 
     settings = get_settings()
-    result = score_date(get_spark(settings), settings, score_date=args.date, run_id=args.run_id)
-    print(result)
+    spark = get_spark(settings)
+    result = score_date(spark, settings, score_date=args.date, run_id=args.run_id)
+    run = record_score_run(spark, settings, result=result)
+    print(f"{result} master={spark.sparkContext.master} coverage={run.coverage:.4f}")
 
 
 if __name__ == "__main__":

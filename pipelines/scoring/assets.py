@@ -1,17 +1,29 @@
-"""Nightly scoring into predictions.history and predictions.current."""
+"""Nightly scoring into predictions.history and predictions.current, and its blocking checks.
+
+The scoring asset records the run in ``monitoring.score_runs``; the checks judge that
+row against the configured limits (coverage floor, PSI limits). Both checks are
+blocking: a night that fails one does not reach the serving sync downstream.
+"""
 
 from typing import Any
 
 from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
     AssetSpec,
     DailyPartitionsDefinition,
     MaterializeResult,
+    MetadataValue,
     multi_asset,
+    multi_asset_check,
 )
 
+from jobs.monitoring import limit_failures, read_score_run, record_score_run
 from jobs.score import score_date
 from pipelines.lakehouse.assets import CUSTOMER_FEATURES_KEY
 from pipelines.models.assets import CHAMPION_MODEL_KEY
@@ -20,6 +32,7 @@ from pipelines.resources import LakescoreResource
 
 HISTORY_KEY = AssetKey(["predictions", "history"])
 CURRENT_KEY = AssetKey(["predictions", "current"])
+CHECK_NAMES = ("score_coverage", "score_drift")
 
 
 def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
@@ -41,16 +54,19 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
     )
     def predictions(context: AssetExecutionContext, lakescore: LakescoreResource):  # type: ignore[no-untyped-def]
         settings = lakescore.settings()
+        spark = lakescore.spark()
         result = score_date(
-            lakescore.spark(),
+            spark,
             settings,
             score_date=partition_date(context.partition_key),
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
+        run = record_score_run(spark, settings, result=result)
         common: dict[str, Any] = {
             "model": result.model_name,
             "model_version": result.model_version,
             "rows": result.rows,
+            "duration_s": round(result.duration_s, 3),
         }
         yield MaterializeResult(
             asset_key=HISTORY_KEY,
@@ -59,10 +75,70 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
                 "delta_version": result.history_version,
                 "challenger_version": result.challenger_version or "none",
                 "feature_table_version": result.feature_table_version,
+                "coverage": run.coverage,
+                "score_psi": run.score_psi if run.score_psi is not None else "n/a",
             },
         )
         yield MaterializeResult(
-            asset_key=CURRENT_KEY, metadata={**common, "delta_version": result.current_version}
+            asset_key=CURRENT_KEY,
+            metadata={
+                **common,
+                "delta_version": result.current_version,
+                "update_mode": result.current_mode,
+            },
         )
 
-    return [predictions]
+    @multi_asset_check(
+        specs=[
+            AssetCheckSpec(
+                CHECK_NAMES[0],
+                asset=CURRENT_KEY,
+                blocking=True,
+                description="Share of featured customers that got a valid score, vs a floor.",
+            ),
+            AssetCheckSpec(
+                CHECK_NAMES[1],
+                asset=CURRENT_KEY,
+                blocking=True,
+                description="PSI of scores and top features against the previous scored date.",
+            ),
+        ],
+    )
+    def scoring_limits(context: AssetCheckExecutionContext, lakescore: LakescoreResource):  # type: ignore[no-untyped-def]
+        settings = lakescore.settings()
+        key = context.run.tags.get("dagster/partition")
+        if not key:
+            raise ValueError("the scoring checks run only inside a partitioned run")
+        run = read_score_run(
+            lakescore.spark(), settings, run_id=context.run.run_id, score_date=partition_date(key)
+        )
+        if run is None:
+            for name in CHECK_NAMES:
+                yield AssetCheckResult(
+                    check_name=name,
+                    asset_key=CURRENT_KEY,
+                    passed=False,
+                    severity=AssetCheckSeverity.ERROR,
+                    description=f"no monitoring.score_runs row for run {context.run.run_id}",
+                )
+            return
+        failures = limit_failures(run, settings)
+        metadata = {
+            "coverage": run.coverage,
+            "customers_scored": run.customers_scored,
+            "customers_known": run.customers_known,
+            "score_psi": run.score_psi if run.score_psi is not None else "n/a",
+            "previous_score_date": str(run.previous_score_date),
+            "feature_psi": MetadataValue.json(run.feature_psi),
+        }
+        for name, limit in zip(CHECK_NAMES, ("coverage", "drift"), strict=True):
+            yield AssetCheckResult(
+                check_name=name,
+                asset_key=CURRENT_KEY,
+                passed=limit not in failures,
+                severity=AssetCheckSeverity.ERROR,
+                description=failures.get(limit, f"{limit} within limits"),
+                metadata=metadata,
+            )
+
+    return [predictions, scoring_limits]

@@ -1,0 +1,77 @@
+"""One customer's prediction history, read Spark-free through delta-rs (``deltalake``).
+
+``customer_history(settings, customer_id=...)`` returns the rows, newest first;
+``history`` is the command (``lakescore history C0000042 [--model-role all] [--limit 30]``)
+that the main CLI mounts.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from schemas.settings import Settings, get_settings
+from schemas.tables import PREDICTIONS_HISTORY
+
+COLUMNS = ("score_date", "model_role", "model_version", "score", "run_id", "feature_table_version")
+
+
+def customer_history(
+    settings: Settings,
+    *,
+    customer_id: str,
+    model_role: str | None = "champion",
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Rows of ``predictions.history`` for one customer (this model), newest date first."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    filters: list[tuple[str, str, Any]] = [
+        ("customer_id", "=", customer_id),
+        ("model_name", "=", settings.model.name),
+    ]
+    if model_role is not None:
+        filters.append(("model_role", "=", model_role))
+    try:
+        table = DeltaTable(settings.table_path(PREDICTIONS_HISTORY.name))
+    except TableNotFoundError as exc:
+        raise LookupError(
+            f"{PREDICTIONS_HISTORY.name} does not exist yet: score a night first"
+        ) from exc
+    rows = table.to_pyarrow_table(filters=filters).to_pylist()  # type: ignore[arg-type]
+    rows.sort(key=lambda r: (r["score_date"], r["model_role"]), reverse=True)
+    return rows[:limit] if limit else rows
+
+
+def history(
+    customer_id: Annotated[str, typer.Argument(help="The customer id.")],
+    model_role: Annotated[
+        str, typer.Option(help="champion, challenger, or all (both).")
+    ] = "champion",
+    limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 30,
+) -> None:
+    """Show one customer's prediction history (newest first)."""
+    settings = get_settings()
+    try:
+        rows = customer_history(
+            settings,
+            customer_id=customer_id,
+            model_role=None if model_role == "all" else model_role,
+            limit=limit,
+        )
+    except LookupError as exc:
+        Console().print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=1) from exc
+    if not rows:
+        Console().print(f"no predictions for customer {customer_id!r} ({settings.model.name})")
+        raise typer.Exit(code=1)
+    table = Table(title=f"{customer_id}: {settings.model.name}")
+    for column in COLUMNS:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*[f"{row[c]:.4f}" if c == "score" else str(row[c]) for c in COLUMNS])
+    Console().print(table)

@@ -1,0 +1,130 @@
+"""The models a scoring run uses, their checks against the features, and the scoring transform.
+
+``score_batches`` is a pure transform that runs on the executors: Arrow record
+batches in, Arrow record batches out (``mapInArrow``, no pandas conversion), every
+model predicting on one float matrix built once per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import NumericType
+
+from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
+from schemas.settings import Settings
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelToScore:
+    role: str  # champion or challenger
+    version: str
+    booster: lgb.Booster
+    signature_inputs: tuple[str, ...] = ()  # column names of the registered signature
+
+
+def resolve_models(settings: Settings, *, error: type[Exception]) -> list[ModelToScore]:
+    """The champion (required) and a distinct challenger (optional), each resolved once."""
+    name = settings.model.name
+    client = configure_mlflow(settings)
+    champion = version_by_alias(client, model_name=name, alias=CHAMPION)
+    if champion is None:
+        raise error(
+            f"model {name!r} has no {CHAMPION!r} alias in the registry at "
+            f"{settings.mlflow.tracking_uri}: train and promote a model first"
+        )
+    versions = {CHAMPION: str(champion.version)}
+    challenger = version_by_alias(client, model_name=name, alias=CHALLENGER)
+    if challenger is not None and str(challenger.version) != versions[CHAMPION]:
+        versions[CHALLENGER] = str(challenger.version)
+    return [
+        ModelToScore(
+            role=role,
+            version=version,
+            booster=load_booster(model_name=name, version=version),
+            signature_inputs=_signature_inputs(name, version),
+        )
+        for role, version in versions.items()
+    ]
+
+
+def _signature_inputs(name: str, version: str) -> tuple[str, ...]:
+    from mlflow.models import get_model_info
+
+    signature = get_model_info(f"models:/{name}/{version}").signature
+    if signature is None or signature.inputs is None:
+        return ()
+    return tuple(n for n in signature.inputs.input_names() if isinstance(n, str))
+
+
+def check_features(
+    features: DataFrame, *, models: list[ModelToScore], model_name: str, error: type[Exception]
+) -> None:
+    """Every feature a model needs exists and is numeric, else ``error`` naming them."""
+    types = {f.name: f.dataType for f in features.schema.fields}
+    for model in models:
+        needed = list(dict.fromkeys([*model.booster.feature_name(), *model.signature_inputs]))
+        missing = [n for n in needed if n not in types]
+        if missing:
+            raise error(
+                f"{model.role} {model_name} v{model.version} needs features missing from "
+                f"gold.customer_features: {', '.join(missing)}"
+            )
+        wrong = [f"{n} ({types[n].simpleString()})" for n in needed if not _numeric(types[n])]
+        if wrong:
+            raise error(
+                f"{model.role} {model_name} v{model.version} needs numeric features; "
+                f"gold.customer_features has: {', '.join(wrong)}"
+            )
+
+
+def _numeric(data_type: object) -> bool:
+    return isinstance(data_type, NumericType)
+
+
+def score_batches(
+    features: DataFrame, *, models: list[ModelToScore], num_threads: int = 1
+) -> DataFrame:
+    """``customer_id, model_role, model_version, score``: one row per customer and model."""
+    columns = list(dict.fromkeys(n for m in models for n in m.booster.feature_name()))
+    payload = [
+        ([columns.index(n) for n in m.booster.feature_name()], m.booster.model_to_string())
+        for m in models
+    ]
+
+    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        boosters = [(idx, lgb.Booster(model_str=text)) for idx, text in payload]
+        for batch in batches:
+            n = batch.num_rows
+            x = np.empty((n, len(columns)), dtype=np.float64)
+            for j in range(len(columns)):
+                col = pc.cast(batch.column(j + 1), pa.float64())
+                x[:, j] = col.fill_null(np.nan).to_numpy(zero_copy_only=False)
+            for k, (idx, booster) in enumerate(boosters):
+                matrix = x if idx == list(range(len(columns))) else x[:, idx]
+                score = booster.predict(matrix, num_threads=num_threads)
+                yield pa.RecordBatch.from_arrays(
+                    [batch.column(0), pa.array(np.full(n, k, dtype=np.int8)), pa.array(score)],
+                    names=["customer_id", "model", "score"],
+                )
+
+    scored = features.select("customer_id", *columns).mapInArrow(
+        predict,  # type: ignore[arg-type]
+        schema="customer_id STRING, model TINYINT, score DOUBLE",
+    )
+    roles = F.array(*[F.lit(m.role) for m in models])
+    versions = F.array(*[F.lit(m.version) for m in models])
+    index = F.col("model").cast("int") + 1
+    return scored.select(
+        "customer_id",
+        F.element_at(roles, index).alias("model_role"),
+        F.element_at(versions, index).alias("model_version"),
+        "score",
+    )

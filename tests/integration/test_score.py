@@ -1,0 +1,159 @@
+"""Scoring on real Spark + Delta and a real MLflow registry (tiny synthetic model)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import functions as F
+
+from jobs.lake import read_table, table_exists, table_version
+from jobs.score import ScoreResult, ScoringError, score_date
+from schemas.settings import Settings
+from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+from tests.integration.test_scoring_support import register_tiny_model, write_feature_partition
+
+pytestmark = pytest.mark.integration
+
+D0, D1 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
+N = 1_500
+
+
+def isolated(settings: Settings, root: Path, *, model: str = "purchase_30d") -> Settings:
+    """The session settings with this module's own lake and registry."""
+    return settings.model_copy(
+        update={
+            "lake": settings.lake.model_copy(update={"root": str(root / "lake")}),
+            "mlflow": settings.mlflow.model_copy(
+                update={
+                    "tracking_uri": f"sqlite:///{root}/mlflow/mlflow.db",
+                    "artifact_root": str(root / "mlflow" / "artifacts"),
+                }
+            ),
+            "model": settings.model.model_copy(update={"name": model}),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def lake(spark: Any, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    s = isolated(settings, tmp_path_factory.mktemp("score"))
+    register_tiny_model(s, trees=15, train_rows=2_000)
+    # D0 has one customer more than D1: a customer who is not scored on D1 any more.
+    write_feature_partition(spark, s, as_of=D0, customers=N + 1, seed=1)
+    write_feature_partition(spark, s, as_of=D1, customers=N, seed=2)
+    return s
+
+
+@pytest.fixture(scope="module")
+def first_nights(spark: Any, lake: Settings) -> tuple[ScoreResult, ScoreResult]:
+    return score_date(spark, lake, score_date=D0), score_date(spark, lake, score_date=D1)
+
+
+def _history(spark: Any, s: Settings, day: dt.date) -> Any:
+    return read_table(spark, s, PREDICTIONS_HISTORY).where(F.col("score_date") == day)
+
+
+def test_a_night_writes_every_customer_with_lineage(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    r0, r1 = first_nights
+    assert (r0.current_mode, r1.current_mode) == ("insert", "replace")
+    assert (r0.rows, r1.rows) == (N + 1, N)
+    rows = _history(spark, lake, D1).collect()
+    assert len(rows) == N == len({r.customer_id for r in rows})
+    assert {(r.model_version, r.model_role, r.run_id) for r in rows} == {
+        ("1", "champion", r1.run_id)
+    }
+    assert {r.feature_table_version for r in rows} == {r1.feature_table_version}
+    assert all(0.0 < r.score < 1.0 for r in rows)
+    current = read_table(spark, lake, PREDICTIONS_CURRENT).collect()
+    assert len(current) == N + 1 == len({r.customer_id for r in current})
+    by_date = {d: sum(r.score_date == d for r in current) for d in (D0, D1)}
+    assert by_date == {D0: 1, D1: N}  # the customer missing on D1 keeps the D0 score
+    scores = {r.customer_id: r.score for r in rows}
+    assert all(scores[r.customer_id] == r.score for r in current if r.score_date == D1)
+
+
+def test_rerun_replaces_exactly_that_dates_rows(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    before_d0 = sorted(_history(spark, lake, D0).collect())
+    again = score_date(spark, lake, score_date=D1)
+    d1 = _history(spark, lake, D1).collect()
+    assert len(d1) == N
+    assert {r.run_id for r in d1} == {again.run_id}
+    assert sorted(_history(spark, lake, D0).collect()) == before_d0
+
+
+def test_an_older_date_never_overwrites_a_newer_one(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    before = {r.customer_id: r for r in read_table(spark, lake, PREDICTIONS_CURRENT).collect()}
+    older = score_date(spark, lake, score_date=D0)  # a backfill of the past
+    assert older.current_mode == "merge"
+    after = {r.customer_id: r for r in read_table(spark, lake, PREDICTIONS_CURRENT).collect()}
+    assert after.keys() == before.keys()
+    newer = [c for c, r in before.items() if r.score_date == D1]
+    assert len(newer) == N
+    assert all(after[c] == before[c] for c in newer)
+
+
+def test_shadow_scores_the_challenger_into_history_only(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = isolated(settings, tmp_path)
+    register_tiny_model(s, trees=10, seed=1)
+    register_tiny_model(s, trees=12, seed=2, alias="challenger")
+    write_feature_partition(spark, s, as_of=D1, customers=300, seed=3)
+    result = score_date(spark, s, score_date=D1)
+    assert (result.model_version, result.challenger_version) == ("1", "2")
+    history = _history(spark, s, D1).groupBy("model_role", "model_version").count().collect()
+    assert {(r.model_role, r.model_version, r["count"]) for r in history} == {
+        ("champion", "1", 300),
+        ("challenger", "2", 300),
+    }
+    current = read_table(spark, s, PREDICTIONS_CURRENT)
+    assert [r.model_version for r in current.select("model_version").distinct().collect()] == ["1"]
+    assert current.count() == 300
+
+
+def _versions(spark: Any, s: Settings) -> tuple[int | None, ...]:
+    return tuple(
+        table_version(spark, s, spec) if table_exists(spark, s, spec) else None
+        for spec in (PREDICTIONS_HISTORY, PREDICTIONS_CURRENT)
+    )
+
+
+def test_missing_partition_fails_before_writing(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    before = _versions(spark, lake)
+    with pytest.raises(ScoringError, match=r"no feature partition .*as_of_date=2024-02-01"):
+        score_date(spark, lake, score_date=dt.date(2024, 2, 1))
+    assert _versions(spark, lake) == before
+
+
+def test_missing_champion_fails_before_writing(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    before = _versions(spark, lake)
+    nameless = lake.model_copy(
+        update={"model": lake.model.model_copy(update={"name": "no_such_model"})}
+    )
+    with pytest.raises(ScoringError, match="'no_such_model' has no 'champion' alias"):
+        score_date(spark, nameless, score_date=D1)
+    assert _versions(spark, lake) == before
+
+
+def test_features_that_do_not_fit_the_model_fail_before_writing(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    before = _versions(spark, lake)
+    other = lake.model_copy(update={"model": lake.model.model_copy(update={"name": "misfit"})})
+    register_tiny_model(other, trees=5, drop_feature="recency_days")
+    with pytest.raises(ScoringError, match=r"needs features missing .*recency_days_v2"):
+        score_date(spark, other, score_date=D1)
+    assert _versions(spark, lake) == before
