@@ -1,182 +1,214 @@
-"""Sync ``predictions.current`` into the serving store (MongoDB).
+"""Sync ``predictions.current`` into the serving store (MongoDB): incremental or build-and-swap.
 
-Build and swap: write every document into a fresh build collection, verify it,
-then rename it over the live collection in one step (``dropTarget``), so that
-readers never see a half-built collection. The synced Delta version (the
-watermark) is recorded only after the swap succeeded, so a crash at any point
-followed by a re-run converges to exactly the Delta state.
+The path is chosen by what changed since the synced Delta version (the watermark in
+``sync_state``), read through the table's change data feed:
+
+- incremental, when at most ``mongo.incremental_max_fraction`` of the customers
+  changed: the changed customers' whole documents are replace-upserted by ``_id``
+  (every model of the customer, rebuilt from Delta) and customers gone from
+  current are deleted by ``_id``, in unordered batches;
+- build and swap, when most changed, on the first load, when the feed cannot be
+  read from the watermark (vacuumed, disabled, table recreated) and on demand
+  (``mode="full"``): a fresh collection is written, verified, then renamed over the
+  live one (``dropTarget``), so readers never see a half-built collection.
+
+After the writes, the result is verified (document count = distinct customers,
+a sample equal to Delta field by field); only then the watermark advances.
+Every write is idempotent, so a crash at any point followed by a re-run
+converges to exactly the Delta state.
+
+Runs alone: ``python -m jobs.sync [--mode auto|full|incremental]``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import random
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
+import argparse
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
 
-import pandas as pd
-from pymongo.database import Database
 from pyspark.sql import SparkSession
 
-from jobs.lake import read_table, table_version
-from jobs.mongo import mongo_client, serving_db
-from schemas.serving import PRIORS_COLLECTION_SUFFIX, SYNC_STATE_COLLECTION
-from schemas.settings import Settings
+from jobs.lake import table_exists
+from jobs.mongo import mongo_client, serving_db, with_retries
+from jobs.sync_changes import ChangesUnavailable, changed_ids, latest_version, snapshot
+from jobs.sync_paths import Outcome, run_full, run_incremental
+from jobs.sync_state import SyncState, read_state
+from jobs.sync_verify import SyncVerificationError, Verification
+from jobs.sync_writes import BatchWriteError, SyncError
+from schemas.settings import Settings, get_settings
 from schemas.tables import PREDICTIONS_CURRENT
 
+__all__ = [
+    "BatchWriteError",
+    "SyncError",
+    "SyncResult",
+    "SyncVerificationError",
+    "sync",
+    "sync_full",
+    "synced_version",
+]
 
-class SyncError(RuntimeError):
-    """The sync stopped; the live collection and the watermark are unchanged."""
+log = logging.getLogger(__name__)
+Mode = Literal["auto", "full", "incremental"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class SyncResult:
-    mode: str
+    mode: str  # the path taken: "full" or "incremental"
+    reason: str
     delta_version: int
+    previous_version: int | None
     documents: int
-    verified_sample: int
-    mismatches: list[str] = field(default_factory=list)
+    changed_customers: int | None  # None when the change feed was not read
+    upserted: int
+    deleted: int
+    batches: int
+    retried_batches: int
+    verification: Verification
+    seconds: float
+    phases: dict[str, float]  # seconds per phase of the path taken
+
+    @property
+    def verified_sample(self) -> int:
+        return self.verification.sampled
+
+    @property
+    def mismatches(self) -> list[str]:
+        return self.verification.mismatches
+
+    def metadata(self) -> dict[str, Any]:
+        """Flat values for Dagster asset metadata."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("verification", "phases")}
+        out.update({f"seconds_{phase}": s for phase, s in self.phases.items()})
+        out["previous_version"] = -1 if self.previous_version is None else self.previous_version
+        out["changed_customers"] = -1 if self.changed_customers is None else self.changed_customers
+        v = self.verification
+        out.update(
+            verified=v.ok,
+            expected_documents=v.expected_documents,
+            count_method=v.count_method,
+            verified_sample=v.sampled,
+            mismatches=len(v.mismatches),
+            verification=v.summary(),
+        )
+        return out
 
 
-def documents_from_current(frame: pd.DataFrame, *, delta_version: int) -> Iterator[dict[str, Any]]:
-    """One document per customer, each model's latest prediction under ``models``."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    frame = frame.sort_values(["customer_id", "model_name"], kind="stable")
-    doc: dict[str, Any] | None = None
-    for row in frame.itertuples(index=False):
-        if doc is None or doc["_id"] != row.customer_id:
-            if doc is not None:
-                yield doc
-            doc = {
-                "_id": row.customer_id,
-                "models": {},
-                "delta_version": delta_version,
-                "synced_at": now,
-            }
-        doc["models"][row.model_name] = {
-            "score": float(row.score),
-            "model_version": str(row.model_version),
-            "score_date": pd.Timestamp(row.score_date).date().isoformat(),
-            "scored_at": pd.Timestamp(row.scored_at).to_pydatetime(),
-        }
-    if doc is not None:
-        yield doc
-
-
-def sync_full(spark: SparkSession, settings: Settings, *, sample_size: int = 200) -> SyncResult:
-    """Build a new collection from the current Delta state and swap it in atomically."""
-    version = table_version(spark, settings, PREDICTIONS_CURRENT)
-    frame: pd.DataFrame = read_table(
-        spark, settings, PREDICTIONS_CURRENT, version=version
-    ).toPandas()
+def sync(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    mode: Mode = "auto",
+    batch_size: int | None = None,
+) -> SyncResult:
+    """Bring the serving collection to the latest version of ``predictions.current``."""
+    if batch_size is not None:
+        mongo = settings.mongo.model_copy(update={"batch_size": batch_size})
+        settings = settings.model_copy(update={"mongo": mongo})
+    if not table_exists(spark, settings, PREDICTIONS_CURRENT):
+        raise SyncError(f"{PREDICTIONS_CURRENT.name} does not exist yet: run scoring first")
+    started = time.perf_counter()
+    version = latest_version(spark, settings)
     client = mongo_client(settings)
     try:
         db = serving_db(client, settings)
-        name = settings.mongo.collection
-        build = db[f"{name}__build"]
-        build.drop()
-        batch: list[dict[str, Any]] = []
-        written = 0
-        for doc in documents_from_current(frame, delta_version=version):
-            batch.append(doc)
-            if len(batch) >= settings.mongo.batch_size:
-                written += _insert_batch(build, batch, first=written)
-                batch = []
-        if batch:
-            written += _insert_batch(build, batch, first=written)
-        mismatches = verify(db, collection=build.name, frame=frame, sample_size=sample_size)
-        if build.count_documents({}) != frame["customer_id"].nunique() or mismatches:
-            raise SyncError(
-                f"verification of {build.name} failed: {len(mismatches)} mismatches "
-                f"({'; '.join(mismatches[:3])})"
+        state = with_retries(settings, read_state, db, collection=settings.mongo.collection)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-snapshot") as pool:
+            # Delta's snapshot is read while the change feed is: both are native code.
+            rows = pool.submit(snapshot, spark, settings, version=version)
+            path, reason, changed = _choose(
+                spark, settings, state=state, version=version, mode=mode
             )
-        if written:
-            client.admin.command(
-                "renameCollection",
-                f"{db.name}.{build.name}",
-                to=f"{db.name}.{name}",
-                dropTarget=True,
-            )
-        _write_priors(db, settings, frame=frame, delta_version=version)
-        db[SYNC_STATE_COLLECTION].replace_one(
-            {"_id": name},
-            {
-                "_id": name,
-                "delta_version": version,
-                "documents": written,
-                "mode": "full",
-                "synced_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            },
-            upsert=True,
-        )
+            log.info("sync to version %s: %s (%s)", version, path, reason)
+            outcome: Outcome
+            if path == "incremental":
+                assert changed is not None
+                outcome = run_incremental(
+                    settings, db, state=state, version=version, changed=changed, rows=rows
+                )
+            else:
+                outcome = run_full(settings, db, version=version, rows=rows)
     finally:
         client.close()
     return SyncResult(
-        mode="full",
+        mode=path,
+        reason=reason,
         delta_version=version,
-        documents=written,
-        verified_sample=min(sample_size, written),
+        previous_version=state.delta_version,
+        documents=outcome.verification.documents,
+        changed_customers=None if changed is None else len(changed),
+        upserted=outcome.tally.inserted + outcome.tally.upserted + outcome.tally.replaced,
+        deleted=outcome.tally.deleted,
+        batches=outcome.tally.batches,
+        retried_batches=outcome.tally.retried_batches,
+        verification=outcome.verification,
+        seconds=time.perf_counter() - started,
+        phases=outcome.phases,
     )
+
+
+def sync_full(spark: SparkSession, settings: Settings, **options: Any) -> SyncResult:
+    """Build a new collection from the current Delta state and swap it in atomically."""
+    return sync(spark, settings, mode="full", **options)
+
+
+def _choose(
+    spark: SparkSession, settings: Settings, *, state: SyncState, version: int, mode: Mode
+) -> tuple[str, str, list[str] | None]:
+    """The path, why, and (incremental) the changed customers."""
+    if mode == "full":
+        return "full", "requested", None
+    since = state.delta_version
+    if since is None:
+        if mode == "incremental":
+            raise SyncError("incremental sync requested but nothing was synced yet (no watermark)")
+        return "full", "first load: no watermark", None
+    if since > version:
+        reason = f"watermark {since} is ahead of {PREDICTIONS_CURRENT.name} version {version}"
+        if mode == "incremental":
+            raise SyncError(f"incremental sync impossible: {reason}")
+        return "full", reason + " (table recreated?)", None
+    if since == version:
+        return "incremental", f"no change since version {since}", []
+    threshold = settings.mongo.incremental_max_fraction
+    known = state.documents
+    limit = None if mode == "incremental" or known is None else int(threshold * known)
+    try:
+        ids = changed_ids(spark, settings, since=since, until=version, limit=limit)
+    except ChangesUnavailable as exc:
+        if mode == "incremental":
+            raise SyncError(f"incremental sync impossible: {exc}") from exc
+        return "full", f"recovery: {exc}", None
+    if ids is None:
+        return "full", f"more than {limit} customers changed (> {threshold:.0%} of {known})", None
+    fraction = len(ids) / max(known or 0, len(ids), 1)
+    if mode == "auto" and fraction > threshold:
+        return "full", f"{len(ids)} customers changed ({fraction:.1%} > {threshold:.0%})", None
+    return "incremental", f"{len(ids)} customers changed ({fraction:.1%})", ids
 
 
 def synced_version(settings: Settings) -> int | None:
     client = mongo_client(settings)
     try:
-        state = serving_db(client, settings)[SYNC_STATE_COLLECTION].find_one(
-            {"_id": settings.mongo.collection}
-        )
-        return None if state is None else int(state["delta_version"])
+        return read_state(
+            serving_db(client, settings), collection=settings.mongo.collection
+        ).delta_version
     finally:
         client.close()
 
 
-def verify(db: Database, *, collection: str, frame: pd.DataFrame, sample_size: int) -> list[str]:
-    """Compare a random sample of documents with the Delta rows, field by field."""
-    if frame.empty:
-        return []
-    ids = frame["customer_id"].drop_duplicates().tolist()
-    sample = random.Random(0).sample(ids, min(sample_size, len(ids)))
-    expected = frame[frame["customer_id"].isin(sample)]
-    docs = {d["_id"]: d for d in db[collection].find({"_id": {"$in": sample}})}
-    problems: list[str] = []
-    for row in expected.itertuples(index=False):
-        doc = docs.get(row.customer_id)
-        got = None if doc is None else doc["models"].get(row.model_name)
-        if got is None:
-            problems.append(f"{row.customer_id}/{row.model_name}: missing")
-        elif abs(got["score"] - float(row.score)) > 1e-12 or got["model_version"] != str(
-            row.model_version
-        ):
-            problems.append(f"{row.customer_id}/{row.model_name}: differs")
-    return problems
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Sync predictions.current into MongoDB.")
+    parser.add_argument("--mode", choices=["auto", "full", "incremental"], default="auto")
+    parser.add_argument("--batch-size", type=int, default=None)
+    args = parser.parse_args(argv)
+    from jobs.local_mongo import ensure_local_mongo
+    from jobs.spark import get_spark
 
-
-def _insert_batch(collection: Any, batch: list[dict[str, Any]], *, first: int) -> int:
-    from pymongo.errors import PyMongoError
-
-    try:
-        collection.insert_many(batch, ordered=False)
-    except PyMongoError as exc:
-        raise SyncError(
-            f"writing documents {first}..{first + len(batch) - 1} to {collection.name} failed: {exc}"
-        ) from exc
-    return len(batch)
-
-
-def _write_priors(
-    db: Database, settings: Settings, *, frame: pd.DataFrame, delta_version: int
-) -> None:
-    """The population prior per model (mean score): the answer for customers without a score."""
-    priors = db[settings.mongo.collection + PRIORS_COLLECTION_SUFFIX]
-    for model_name, group in frame.groupby("model_name"):
-        priors.replace_one(
-            {"_id": model_name},
-            {
-                "_id": model_name,
-                "prior": float(group["score"].mean()),
-                "model_version": str(group["model_version"].mode().iloc[0]),
-                "delta_version": delta_version,
-            },
-            upsert=True,
-        )
+    logging.basicConfig(level=logging.INFO)
+    settings = get_settings()
+    ensure_local_mongo(settings)
+    print(sync(get_spark(settings), settings, mode=args.mode, batch_size=args.batch_size))

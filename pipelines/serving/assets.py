@@ -1,20 +1,29 @@
-"""The serving store: predictions.current synced into MongoDB."""
+"""The serving store: predictions.current synced into MongoDB (incremental or build-and-swap)."""
+
+from typing import Literal
 
 from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    Config,
     DailyPartitionsDefinition,
     MaterializeResult,
     asset,
 )
 
 from jobs.local_mongo import ensure_local_mongo
-from jobs.sync import sync_full
+from jobs.sync import sync
 from pipelines.resources import LakescoreResource
 from pipelines.scoring.assets import CURRENT_KEY
 
 MONGO_PREDICTIONS_KEY = AssetKey(["serving", "mongo_predictions"])
+
+
+class SyncConfig(Config):  # type: ignore[misc]
+    """``auto`` picks incremental or build-and-swap from the change feed; ``full`` forces a rebuild."""
+
+    mode: Literal["auto", "full", "incremental"] = "auto"
 
 
 def build_serving_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
@@ -23,22 +32,22 @@ def build_serving_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
         deps=[CURRENT_KEY],
         partitions_def=partitions,
         group_name="serving",
-        description="One document per customer in MongoDB, swapped in atomically after verification.",
+        description=(
+            "One document per customer in MongoDB: few changes are upserted/deleted in place, "
+            "most changes are built aside, verified and swapped in atomically. A failed "
+            "verification fails the asset and leaves the watermark where it was."
+        ),
     )
     def mongo_predictions(
-        context: AssetExecutionContext, lakescore: LakescoreResource
+        context: AssetExecutionContext, config: SyncConfig, lakescore: LakescoreResource
     ) -> MaterializeResult:
         settings = lakescore.settings()
         ensure_local_mongo(settings)
-        result = sync_full(lakescore.spark(), settings)
-        return MaterializeResult(
-            metadata={
-                "mode": result.mode,
-                "documents": result.documents,
-                "delta_version": result.delta_version,
-                "verified_sample": result.verified_sample,
-                "mismatches": len(result.mismatches),
-            }
+        result = sync(lakescore.spark(), settings, mode=config.mode)
+        context.log.info(
+            f"synced {settings.mongo.collection} to version {result.delta_version} "
+            f"({result.mode}: {result.reason}); {result.verification.summary()}"
         )
+        return MaterializeResult(metadata=result.metadata())
 
     return [mongo_predictions]

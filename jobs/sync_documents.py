@@ -1,0 +1,141 @@
+"""Serving documents built column-wise from Arrow rows of ``predictions.current``.
+
+The rows come from Spark as one Arrow table with the columns of ``SYNC_COLUMNS``
+(``score_date`` already an ISO string). Sorting by customer groups each customer's
+models together, so one pass builds one document per customer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+SYNC_COLUMNS = ("customer_id", "model_name", "model_version", "score", "score_date", "scored_at")
+
+
+def sync_rows(frame: DataFrame) -> DataFrame:
+    """The columns a document needs, typed the way the document stores them."""
+    return frame.select(
+        "customer_id",
+        "model_name",
+        F.col("model_version").cast("string").alias("model_version"),
+        F.col("score").cast("double").alias("score"),
+        F.date_format("score_date", "yyyy-MM-dd").alias("score_date"),
+        "scored_at",
+    )
+
+
+def sort_rows(table: pa.Table) -> pa.Table:
+    if table.num_rows == 0:
+        return table
+    return table.sort_by([("customer_id", "ascending"), ("model_name", "ascending")])
+
+
+def to_arrow(frame: DataFrame) -> pa.Table:
+    """Collect a (small enough) Spark frame as one Arrow table, sorted by customer and model."""
+    return sort_rows(frame.toArrow())
+
+
+def _values(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """Python values of a column; few distinct values are shared objects, not one per row."""
+    if pa.types.is_timestamp(column.type):
+        column = pc.cast(column, pa.timestamp("ms"), safe=False)  # drops the UTC zone and the µs
+    distinct = pc.unique(column)
+    if len(distinct) * 8 > len(column):
+        return column.to_pylist()  # type: ignore[no-any-return]
+    shared = distinct.to_pylist()
+    return [shared[i] for i in pc.index_in(column, value_set=distinct).to_pylist()]
+
+
+def iter_documents(
+    table: pa.Table,
+    *,
+    delta_version: int,
+    synced_at: dt.datetime,
+    batch_rows: int = 20_000,
+) -> Iterator[dict[str, Any]]:
+    """One document per customer (``table`` sorted by customer id), built slice by slice."""
+    doc: dict[str, Any] | None = None
+    for start in range(0, table.num_rows, batch_rows):
+        part = table.slice(start, batch_rows)
+        ids = part.column("customer_id").to_pylist()
+        names = _values(part.column("model_name"))
+        entries = [
+            {"score": s, "model_version": v, "score_date": d, "scored_at": t}
+            for s, v, d, t in zip(
+                part.column("score").to_pylist(),
+                _values(part.column("model_version")),
+                _values(part.column("score_date")),
+                _values(part.column("scored_at")),
+                strict=True,
+            )
+        ]
+        if len(set(ids)) == len(ids) and (doc is None or doc["_id"] != ids[0]):
+            # One model per customer in this slice: no grouping needed.
+            if doc is not None:
+                yield doc
+                doc = None
+            last = len(ids) - 1
+            for i, (customer, name, entry) in enumerate(zip(ids, names, entries, strict=True)):
+                new = {
+                    "_id": customer,
+                    "models": {name: entry},
+                    "delta_version": delta_version,
+                    "synced_at": synced_at,
+                }
+                if i == last:
+                    doc = new  # the next slice may hold more models of this customer
+                else:
+                    yield new
+            continue
+        for customer, name, entry in zip(ids, names, entries, strict=True):
+            if doc is not None and doc["_id"] == customer:
+                doc["models"][name] = entry
+                continue
+            if doc is not None:
+                yield doc
+            doc = {
+                "_id": customer,
+                "models": {name: entry},
+                "delta_version": delta_version,
+                "synced_at": synced_at,
+            }
+    if doc is not None:
+        yield doc
+
+
+def batched(docs: Iterator[dict[str, Any]], *, size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def expected_models(table: pa.Table, ids: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Delta's values for ``ids``, per customer and model, for field-by-field verification."""
+    if not ids:
+        return {}
+    rows = table.filter(pc.is_in(table.column("customer_id"), value_set=pa.array(ids, pa.string())))
+    out: dict[str, dict[str, dict[str, Any]]] = {customer: {} for customer in ids}
+    scored = rows.column("scored_at")
+    if pa.types.is_timestamp(scored.type):
+        scored = pc.cast(scored, pa.timestamp("ms"), safe=False)
+    scored_list = scored.to_pylist()
+    for i, row in enumerate(rows.drop_columns(["scored_at"]).to_pylist()):
+        out[row["customer_id"]][row["model_name"]] = {
+            "score": row["score"],
+            "model_version": row["model_version"],
+            "score_date": row["score_date"],
+            "scored_at": scored_list[i],
+        }
+    return out
