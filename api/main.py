@@ -2,37 +2,91 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from schemas.settings import Settings, get_settings
 
+from api import errors
+from api.deps import Services
+from api.fastpath import FastSingleLookup
+from api.metrics import Metrics
+from api.middleware import GuardMiddleware
+from api.model_holder import ModelHolder
+from api.openapi import declare_api_key
+from api.reader import Reader, StoreUnavailableError
+from api.requestlog import RequestLog
 from api.routes import health, predictions
+from api.security import KeyGuard
 from api.store import MongoPredictionStore, PredictionStore
+
+log = logging.getLogger("lakescore.api")
 
 
 def create_app(
     settings: Settings | None = None, *, store: PredictionStore | None = None
 ) -> FastAPI:
-    """Build the app; settings and the store client are created in ``lifespan``, never at import."""
+    """Build the app; clients, models and background tasks start in ``lifespan``, never at import."""
+    resolved = settings or get_settings()
+    cfg = resolved.api
+    metrics = Metrics()
+    key_guard = KeyGuard(cfg)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings or get_settings()
+        the_store = store or MongoPredictionStore(resolved.mongo, timeout_ms=cfg.store_timeout_ms)
+        reader = Reader(the_store, cfg, metrics=metrics)
+        models = ModelHolder(resolved)
+        request_log = RequestLog(sample_rate=cfg.request_log_sample_rate, path=cfg.request_log_path)
+        services = Services(
+            settings=resolved,
+            store=the_store,
+            reader=reader,
+            models=models,
+            metrics=metrics,
+            request_log=request_log,
+            key_guard=key_guard,
+        )
         app.state.settings = resolved
-        app.state.store = store or MongoPredictionStore(resolved.mongo)
+        app.state.store = the_store
+        app.state.services = services
+        request_log.start()
+        await reader.start()
+        with contextlib.suppress(StoreUnavailableError):
+            await reader.priors()  # so that a later outage still has them
+        await models.start()
         try:
             yield
         finally:
-            await app.state.store.close()
+            await models.stop()
+            await reader.stop()
+            request_log.stop()
+            await the_store.close()
 
     app = FastAPI(
         title="lakescore lookup API",
-        version="0.1.0",
-        description="Precomputed customer predictions, with a fallback for unknown customers.",
+        version="0.2.0",
+        description=(
+            "Customer predictions: precomputed batch scores, a cold-start model for new "
+            "customers and priors; every answer says where it came from (`source`)."
+        ),
         lifespan=lifespan,
+        max_body_size=cfg.max_body_bytes,
     )
+    errors.install(app)
     app.include_router(health.router)
     app.include_router(predictions.router)
+    declare_api_key(app, header=cfg.api_key_header)
+    app.add_middleware(FastSingleLookup, max_body_bytes=cfg.max_body_bytes)  # inside the guard
+    app.add_middleware(
+        GuardMiddleware,
+        metrics=metrics,
+        key_guard=key_guard,
+        key_header=cfg.api_key_header,
+        max_concurrency=cfg.max_concurrency,
+        max_body_bytes=cfg.max_body_bytes,
+    )
     return app

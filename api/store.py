@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Protocol
 
+import pymongo
 from pymongo import AsyncMongoClient
-from schemas.serving import PRIORS_COLLECTION_SUFFIX
+from schemas.serving import CUSTOMER_ID_PATTERN, PRIORS_COLLECTION_SUFFIX, SYNC_STATE_COLLECTION
 from schemas.settings import MongoSettings
+
+_ID = re.compile(CUSTOMER_ID_PATTERN)
+
+
+def _plain_id(customer_id: object) -> str:
+    """Defence in depth (routes validate first): only plain id strings ever reach a query."""
+    if type(customer_id) is not str or _ID.fullmatch(customer_id) is None:
+        raise ValueError("customer ids must be plain strings matching the id pattern")
+    return customer_id
 
 
 class PredictionStore(Protocol):
     async def get(self, customer_id: str) -> dict[str, Any] | None: ...
+
+    async def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+    async def watermark(self) -> Any: ...
+
+    async def ids(self) -> list[str]: ...
+
+    def invalidate(self) -> None: ...
 
     async def priors(self) -> dict[str, dict[str, Any]]: ...
 
@@ -23,23 +42,50 @@ class PredictionStore(Protocol):
 class MongoPredictionStore:
     """Reads one document per customer by ``_id`` (plain string equality, nothing else)."""
 
-    def __init__(self, cfg: MongoSettings, *, priors_ttl_s: float = 30.0) -> None:
+    def __init__(
+        self, cfg: MongoSettings, *, priors_ttl_s: float = 30.0, timeout_ms: int | None = None
+    ) -> None:
+        # ``timeoutMS`` bounds every operation, server selection included (a down server
+        # costs at most the budget); without it the driver's longer defaults apply.
+        options: dict[str, Any] = {} if timeout_ms is None else {"timeoutMS": timeout_ms}
         self._client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
             cfg.effective_uri,
             serverSelectionTimeoutMS=cfg.server_selection_timeout_ms,
             socketTimeoutMS=cfg.socket_timeout_ms,
             connectTimeoutMS=cfg.server_selection_timeout_ms,
+            **options,
         )
         db = self._client[cfg.database]
         self._predictions = db[cfg.collection]
         self._priors = db[cfg.collection + PRIORS_COLLECTION_SUFFIX]
+        self._sync_state = db[SYNC_STATE_COLLECTION]
+        self._collection_name = cfg.collection
         self._priors_ttl_s = priors_ttl_s
+        self._scan_timeout_s = 600.0
         self._priors_cache: tuple[float, dict[str, dict[str, Any]]] | None = None
 
     async def get(self, customer_id: str) -> dict[str, Any] | None:
-        if not isinstance(customer_id, str):  # defence in depth: ids are validated by the route
-            raise TypeError("customer_id must be a string")
-        return await self._predictions.find_one({"_id": customer_id})
+        return await self._predictions.find_one({"_id": _plain_id(customer_id)})
+
+    async def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """One round trip: ``$in`` on ``_id`` with plain strings only."""
+        ids = list(dict.fromkeys(_plain_id(c) for c in customer_ids))
+        cursor = self._predictions.find({"_id": {"$in": ids}}, batch_size=max(len(ids), 1))
+        return {doc["_id"]: doc async for doc in cursor}
+
+    async def ids(self) -> list[str]:
+        """Every customer id in the collection (for the known-ids filter: a scan, so the
+        per-lookup budget does not apply; it runs in the background)."""
+        with pymongo.timeout(self._scan_timeout_s):
+            cursor = self._predictions.find({}, {"_id": 1}, batch_size=10_000)
+            return [doc["_id"] async for doc in cursor]
+
+    async def watermark(self) -> Any:
+        """The sync's watermark for this collection (changes after every sync), or None."""
+        state = await self._sync_state.find_one({"_id": self._collection_name})
+        if state is None:
+            return None
+        return (state.get("delta_version"), state.get("synced_at"), state.get("mode"))
 
     async def priors(self) -> dict[str, dict[str, Any]]:
         now = time.monotonic()
@@ -48,6 +94,10 @@ class MongoPredictionStore:
         priors = {doc["_id"]: doc async for doc in self._priors.find({})}
         self._priors_cache = (now, priors)
         return priors
+
+    def invalidate(self) -> None:
+        """Forget cached priors (a sync landed)."""
+        self._priors_cache = None
 
     async def ping(self) -> bool:
         await self._client.admin.command("ping")

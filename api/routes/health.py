@@ -1,25 +1,51 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and Prometheus metrics (open: no API key, no customer data)."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.errors import PyMongoError
 
-from api.deps import StoreDep
+from api.deps import ServicesDep
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
+    """The process is alive (says nothing about its dependencies)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-async def readyz(store: StoreDep, response: Response) -> dict[str, str]:
+async def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
+    """Ready when MongoDB answers a ping and a cold-start model is loaded."""
+    store_ok = True
     try:
-        await store.ping()
-    except PyMongoError:
+        async with asyncio.timeout(services.reader.timeout_s * 2):
+            await services.store.ping()
+    except (PyMongoError, TimeoutError):
+        store_ok = False
+    model = services.models.current
+    ready = store_ok and model is not None
+    if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return {"status": "unavailable", "store": "unreachable"}
-    return {"status": "ready", "store": "ok"}
+    return {
+        "status": "ready" if ready else "unavailable",
+        "store": "ok" if store_ok else "unreachable",
+        "coldstart_model": None if model is None else f"{model.registered_name}/{model.version}",
+        "registry": "ok" if services.models.registry_ok else "unreachable",
+    }
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus exposition format."""
+    m = services.metrics
+    m.cache_entries.set(len(services.reader.cache))
+    model = services.models.current
+    m.model_version.set(float(model.version) if model and model.version.isdigit() else 0)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

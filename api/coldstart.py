@@ -1,0 +1,151 @@
+"""The cold-start model in the service: fetched from MLflow by alias, cached on disk, scored on numpy.
+
+Layout of the local cache (``api.model_cache_dir``)::
+
+    <cache>/<registered name>/<version>/model.txt, spec.json
+    <cache>/<registered name>/current.json      {"version": "3", "run_id": "..."}
+
+The registry is read in a worker thread (MLflow is synchronous); when it is
+unreachable, the last copy on disk is served, so the service starts anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+from schemas.coldstart import (
+    COLDSTART_ARTIFACT_DIR,
+    COLDSTART_SUFFIX,
+    MODEL_FILE,
+    SPEC_FILE,
+    ColdStartContext,
+    ColdStartSpec,
+    encode,
+    has_model_inputs,
+    segment_prior,
+)
+
+CHAMPION = "champion"
+POINTER_FILE = "current.json"
+log = logging.getLogger("lakescore.api.coldstart")
+
+
+class ModelUnavailableError(RuntimeError):
+    """Neither the registry nor the local cache could provide a cold-start model."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColdStartModel:
+    """One loaded version: the booster, its spec and where it came from."""
+
+    registered_name: str
+    version: str
+    run_id: str
+    spec: ColdStartSpec
+    booster: lgb.Booster
+
+    def score(self, context: ColdStartContext) -> float:
+        """The model's probability for one request: a 1-row float64 array, no DataFrame.
+
+        One thread: OpenMP's default (all cores) costs a thread fan-out per call, and under
+        load its p99 was 27 ms against 80 us single-threaded for the same row."""
+        row = np.asarray([encode(context, self.spec)], dtype=np.float64)
+        return float(np.clip(self.booster.predict(row, num_threads=1)[0], 0.0, 1.0))
+
+    def answer(self, context: ColdStartContext) -> tuple[float, str]:
+        """``(score, source)``: the model when the request has inputs, else the segment prior."""
+        if has_model_inputs(context):
+            return self.score(context), "coldstart"
+        return segment_prior(context, self.spec), "segment_prior"
+
+
+def registered_name(model_name: str) -> str:
+    return f"{model_name}{COLDSTART_SUFFIX}"
+
+
+def load_from_dir(directory: Path, *, name: str, version: str, run_id: str) -> ColdStartModel:
+    spec = ColdStartSpec.model_validate_json((directory / SPEC_FILE).read_text())
+    booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
+    if booster.num_feature() != len(spec.feature_order):
+        raise ModelUnavailableError(
+            f"{name} v{version}: model has {booster.num_feature()} features, "
+            f"spec lists {len(spec.feature_order)}"
+        )
+    return ColdStartModel(
+        registered_name=name, version=version, run_id=run_id, spec=spec, booster=booster
+    )
+
+
+def load_cached(cache_dir: Path, *, name: str) -> ColdStartModel:
+    """The version the pointer file names (the last one fetched from the registry)."""
+    pointer = cache_dir / name / POINTER_FILE
+    if not pointer.exists():
+        raise ModelUnavailableError(f"no cached copy of {name} under {cache_dir}")
+    meta = json.loads(pointer.read_text())
+    version, run_id = str(meta["version"]), str(meta["run_id"])
+    return load_from_dir(cache_dir / name / version, name=name, version=version, run_id=run_id)
+
+
+def champion_version(*, tracking_uri: str, name: str) -> tuple[str, str]:
+    """``(version, run_id)`` the ``champion`` alias points at (raises when unreachable)."""
+    _bounded_mlflow_http()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    mv = client.get_model_version_by_alias(name, CHAMPION)
+    return str(mv.version), str(mv.run_id)
+
+
+def fetch(
+    *, tracking_uri: str, name: str, cache_dir: Path, known: str | None
+) -> ColdStartModel | None:
+    """Fetch the champion into the cache when it differs from ``known``; ``None`` when unchanged."""
+    version, run_id = champion_version(tracking_uri=tracking_uri, name=name)
+    if version == known:
+        return None
+    target = cache_dir / name / version
+    if not (target / MODEL_FILE).exists() or not (target / SPEC_FILE).exists():
+        _download(tracking_uri=tracking_uri, run_id=run_id, target=target)
+    model = load_from_dir(target, name=name, version=version, run_id=run_id)
+    _write_pointer(cache_dir / name, version=version, run_id=run_id)
+    return model
+
+
+def _download(*, tracking_uri: str, run_id: str, target: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
+    try:
+        local = Path(client.download_artifacts(run_id, COLDSTART_ARTIFACT_DIR, str(tmp)))
+        for required in (MODEL_FILE, SPEC_FILE):
+            if not (local / required).exists():
+                raise ModelUnavailableError(
+                    f"run {run_id} has no {COLDSTART_ARTIFACT_DIR}/{required}"
+                )
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(local, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_pointer(directory: Path, *, version: str, run_id: str) -> None:
+    tmp = directory / f".{POINTER_FILE}.{os.getpid()}"
+    tmp.write_text(json.dumps({"version": version, "run_id": run_id}))
+    os.replace(tmp, directory / POINTER_FILE)
+
+
+def _bounded_mlflow_http() -> None:
+    """An unreachable tracking server must fail in seconds, not after minutes of retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

@@ -1,0 +1,67 @@
+"""Prometheus metrics of one app (its own registry, so several apps can live in one process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.latency = Histogram(
+            "lakescore_api_request_seconds",
+            "Time to answer, by route and answer source.",
+            ["route", "source"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.answers = Counter(
+            "lakescore_api_answers",
+            "Predictions served, by route and source (batch, coldstart, segment_prior, prior, default).",
+            ["route", "source"],
+            registry=self.registry,
+        )
+        self.degraded = Counter(
+            "lakescore_api_degraded",
+            "Answers given without the serving store.",
+            ["route"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "lakescore_api_errors",
+            "Requests that failed: 5xx (kind=server) or rejected (auth, rate, overload, too_large).",
+            ["route", "kind"],
+            registry=self.registry,
+        )
+        self.store_skipped = Counter(
+            "lakescore_api_store_reads_skipped",
+            "Lookups answered without a database read: the id is not in the last sync.",
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "lakescore_api_in_flight", "Requests being answered.", registry=self.registry
+        )
+        self.cache_entries = Gauge(
+            "lakescore_api_cache_entries", "Documents in the read cache.", registry=self.registry
+        )
+        self.model_version = Gauge(
+            "lakescore_api_coldstart_model_version",
+            "Version of the cold-start model being served (0: none).",
+            registry=self.registry,
+        )
+
+    def observe(self, *, route: str, sources: Iterable[str], seconds: float, degraded: bool) -> str:
+        """Count every answer's source; time the request under its source (``mixed`` if several)."""
+        seen: set[str] = set()
+        for source in sources:
+            self.answers.labels(route, source).inc()
+            seen.add(source)
+        label = seen.pop() if len(seen) == 1 else ("mixed" if seen else "none")
+        self.latency.labels(route, label).observe(seconds)
+        if degraded:
+            self.degraded.labels(route).inc()
+        return label
