@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import importlib
 
-BENCHMARKS: dict[str, str] = {}
+BENCHMARKS: dict[str, str] = {
+    "api": "bench.bench_api",
+    "sync": "bench.bench_sync",
+    "features": "bench.bench_features",
+    "contracts": "bench.bench_contracts",
+    "scoring": "bench.bench_scoring",
+}
 
 
 def main() -> None:

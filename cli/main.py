@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.history import history as history_command
+from cli.runs import NightFailed, date_range, run_job
+from schemas.settings import Settings, get_settings
 
 app = typer.Typer(
     help="lakescore: nightly customer scoring on Delta Lake, served over HTTP.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
 )
 console = Console()
 
@@ -25,42 +25,97 @@ DateOpt = Annotated[
 ]
 
 
-def _settings() -> Any:
-    from schemas.settings import get_settings
-
-    return get_settings()
-
-
-def _dagster_home(settings: Any) -> Path:
-    home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.data_dir) / "dagster")
-    home.mkdir(parents=True, exist_ok=True)
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
 
 
-def run_night(score_date: dt.date) -> None:
-    """Run the nightly Dagster job for one score date, recorded in the local Dagster instance."""
-    from dagster import DagsterInstance
-
-    from jobs.local_mongo import ensure_local_mongo
-    from pipelines.definitions import NIGHTLY_JOB, build_definitions
-
-    settings = _settings()
-    _dagster_home(settings)
-    ensure_local_mongo(settings)
-    job = build_definitions(settings).resolve_job_def(NIGHTLY_JOB)
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(partition_key=score_date.isoformat(), instance=instance)
-    if not result.success:
-        console.print(f"[red]night {score_date} failed (Dagster run {result.run_id})[/red]")
-        raise typer.Exit(code=1)
-    console.print(f"[green]night {score_date} done[/green] (Dagster run {result.run_id})")
+def _fail(message: str, *, code: int = 1) -> typer.Exit:
+    console.print(f"[red]{message}[/red]")
+    return typer.Exit(code=code)
 
 
 @app.command()
 def night(date: DateOpt) -> None:
-    """Run one night: ingest -> features -> contract -> champion -> score -> sync."""
-    run_night(date.date())
+    """Run one night through Dagster: ingest, features, contract, champion, score, sync."""
+    from pipelines.definitions import NIGHTLY_JOB
+
+    try:
+        run_id = run_job(_settings(), job_name=NIGHTLY_JOB, partition=date.date())
+    except NightFailed as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"[green]night {date.date()} done[/green] (Dagster run {run_id})")
+
+
+@app.command()
+def backfill(
+    start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First score date.")],
+    end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Last score date.")],
+    step_days: Annotated[int, typer.Option(min=1, help="Days between score dates.")] = 1,
+) -> None:
+    """Run the nightly job for every score date from start to end (inclusive), oldest first."""
+    from pipelines.definitions import NIGHTLY_JOB
+
+    settings = _settings()
+    try:
+        dates = date_range(start.date(), end.date())[::step_days]
+    except ValueError as exc:
+        raise _fail(str(exc), code=2) from exc
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("backfill", total=len(dates))
+        for day in dates:
+            progress.update(task, description=f"night {day}")
+            try:
+                run_job(settings, job_name=NIGHTLY_JOB, partition=day)
+            except NightFailed as exc:
+                raise _fail(f"backfill stopped at {day}: {exc}") from exc
+            progress.advance(task)
+    console.print(
+        f"[green]backfill done:[/green] {len(dates)} nights from {dates[0]} to {dates[-1]}"
+    )
+
+
+@app.command()
+def train(date: DateOpt) -> None:
+    """Train a challenger for the score date; the gate decides whether it becomes champion."""
+    from pipelines.definitions import RETRAIN_JOB
+    from pipelines.schedules import RETRAIN_RUN_CONFIG
+
+    try:
+        run_job(
+            _settings(), job_name=RETRAIN_JOB, partition=date.date(), run_config=RETRAIN_RUN_CONFIG
+        )
+    except NightFailed as exc:
+        raise _fail(str(exc)) from exc
+    console.print("[green]training done[/green]: see `lakescore status` for the champion")
+
+
+@app.command()
+def sync(
+    full: Annotated[bool, typer.Option(help="Rebuild the collection and swap it in.")] = False,
+) -> None:
+    """Sync predictions.current into MongoDB (incremental or build-and-swap, chosen by what changed)."""
+    from jobs.local_mongo import ensure_local_mongo
+    from jobs.spark import get_spark
+    from jobs.sync import SyncError
+    from jobs.sync import sync as run_sync
+
+    settings = _settings()
+    ensure_local_mongo(settings)
+    try:
+        result = run_sync(get_spark(settings), settings, mode="full" if full else "auto")
+    except SyncError as exc:
+        raise _fail(f"sync failed: {exc}") from exc
+    console.print(f"[green]synced[/green] {result}")
 
 
 @app.command()
@@ -80,7 +135,39 @@ def serve(
         factory=True,
         host=host or settings.api.host,
         port=port or settings.api.port,
+        access_log=False,
     )
+
+
+@app.command()
+def rollback(
+    to_version: Annotated[str, typer.Option(help="The model version to make champion again.")],
+) -> None:
+    """Undo a bad model: alias back, Delta restore of predictions.current, full Mongo resync."""
+    from jobs.local_mongo import ensure_local_mongo
+    from jobs.rollback import RollbackError
+    from jobs.rollback import rollback as do_rollback
+    from jobs.spark import get_spark
+
+    settings = _settings()
+    ensure_local_mongo(settings)
+    try:
+        result = do_rollback(get_spark(settings), settings, good_version=to_version)
+    except RollbackError as exc:
+        raise _fail(f"rollback refused: {exc}") from exc
+    console.print(
+        f"[green]rolled back[/green] v{result.bad_version} -> v{result.good_version}; "
+        f"predictions.current restored to version {result.restored_to}; "
+        f"{result.documents_synced} documents resynced"
+    )
+
+
+@app.command()
+def status() -> None:
+    """Last runs, the current champion and challenger, and the sync lag."""
+    from cli.status import show_status
+
+    show_status(_settings(), console=console)
 
 
 @app.command()
@@ -89,73 +176,34 @@ def demo(
     keep_serving: Annotated[bool, typer.Option(help="Leave the API and Mongo running.")] = False,
 ) -> None:
     """Run one night on CDNOW, then look a few customers up over HTTP."""
-    import httpx
+    from cli.demo import run_demo
 
+    try:
+        run_demo(_settings(), score_date=date.date(), keep_serving=keep_serving, console=console)
+    except NightFailed as exc:
+        raise _fail(str(exc)) from exc
+
+
+app.command("history")(history_command)
+
+mongo = typer.Typer(help="The local Mongo-wire server (only when no MONGO_URI is set).")
+app.add_typer(mongo, name="mongo")
+
+
+@mongo.command("start")
+def mongo_start() -> None:
+    """Start the local server (SecantusDB) in the background."""
+    from jobs.local_mongo import ensure_local_mongo
+
+    console.print(f"serving store at {ensure_local_mongo(_settings())}")
+
+
+@mongo.command("stop")
+def mongo_stop() -> None:
+    """Stop the local server started by lakescore."""
     from jobs.local_mongo import stop_local_mongo
 
-    settings = _settings()
-    run_night(date.date())
-    port = settings.api.port
-    url = f"http://{settings.api.host}:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            settings.api.host,
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-    )
-    try:
-        _wait_http(f"{url}/readyz")
-        table = Table(title=f"lookups over HTTP at {url}")
-        for column in ("customer", "source", "score", "model version", "score date"):
-            table.add_column(column)
-        for customer in ("00001", "00042", "01234", "23570", "NEW-CUSTOMER"):
-            body = httpx.get(f"{url}/v1/customers/{customer}/predictions", timeout=5).json()
-            for p in body["predictions"]:
-                table.add_row(
-                    customer,
-                    p["source"],
-                    f"{p['score']:.4f}",
-                    str(p["model_version"]),
-                    str(p["score_date"]),
-                )
-        console.print(table)
-    finally:
-        if not keep_serving:
-            proc.terminate()
-            proc.wait(timeout=10)
-            if not settings.mongo.uri:
-                stop_local_mongo(settings)
-    home = _dagster_home(settings)
-    console.print(
-        "\nDagster UI:  "
-        f"DAGSTER_HOME={home} .venv/bin/dagster dev -m pipelines.definitions  (http://127.0.0.1:3000)\n"
-        "MLflow UI:   "
-        f".venv/bin/mlflow ui --backend-store-uri {settings.mlflow.tracking_uri}  (http://127.0.0.1:5000)\n"
-        f"API:        .venv/bin/lakescore serve  ({url}/docs)"
-    )
-
-
-def _wait_http(url: str, *, timeout_s: float = 30.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout_s}s")
+    console.print("stopped" if stop_local_mongo(_settings()) else "no local server was started")
 
 
 if __name__ == "__main__":

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from dagster import (
     AssetSelection,
+    Backoff,
     Definitions,
-    build_schedule_from_partitioned_job,
+    RetryPolicy,
+    build_sensor_for_freshness_checks,
+    build_time_partition_freshness_checks,
     define_asset_job,
 )
 
+from pipelines.alerts import notify_failure
 from pipelines.lakehouse.assets import build_lakehouse_assets
-from pipelines.models.assets import build_model_assets
+from pipelines.models.assets import CHAMPION_MODEL_KEY, build_model_assets
 from pipelines.partitions import score_date_partitions
+from pipelines.reports.assets import build_report_assets
 from pipelines.resources import LakescoreResource
-from pipelines.scoring.assets import build_scoring_assets
+from pipelines.schedules import build_schedules
+from pipelines.scoring.assets import HISTORY_KEY, build_scoring_assets
 from pipelines.serving.assets import build_serving_assets
 from schemas.settings import Settings, get_settings
 
 NIGHTLY_JOB = "nightly"
+RETRAIN_JOB = "retrain"
 
 
 def build_definitions(
@@ -31,21 +38,44 @@ def build_definitions(
         *build_model_assets(partitions),
         *build_scoring_assets(partitions),
         *build_serving_assets(partitions),
+        *build_report_assets(partitions),
     ]
+    retry = RetryPolicy(
+        max_retries=settings.schedule.step_retries,
+        delay=settings.schedule.step_retry_delay_s,
+        backoff=Backoff.EXPONENTIAL,
+    )
     nightly = define_asset_job(
         NIGHTLY_JOB,
         selection=AssetSelection.all(),
         partitions_def=partitions,
+        hooks={notify_failure},
+        op_retry_policy=retry,
         description="ingest -> features -> contract -> champion -> score -> sync, for one score date",
     )
-    schedule = build_schedule_from_partitioned_job(
-        nightly, hour_of_day=2, minute_of_hour=0, name="nightly_schedule"
+    retrain = define_asset_job(
+        RETRAIN_JOB,
+        selection=AssetSelection.assets(CHAMPION_MODEL_KEY),
+        partitions_def=partitions,
+        hooks={notify_failure},
+        description="Train a challenger for the score date; the gate decides promotion.",
+    )
+    freshness = build_time_partition_freshness_checks(
+        assets=[HISTORY_KEY],
+        deadline_cron=settings.schedule.freshness_deadline_cron,
+        timezone=settings.schedule.timezone,
+    )
+    # Superseded by FreshnessPolicy, which needs a daemon to evaluate; the check is
+    # explicit, testable and shows in the UI beside the asset.
+    freshness_sensor = build_sensor_for_freshness_checks(
+        freshness_checks=freshness, name="predictions_freshness_sensor"
     )
     return Definitions(
         assets=assets,
-        asset_checks=lakehouse_checks,
-        jobs=[nightly],
-        schedules=[schedule],
+        asset_checks=[*lakehouse_checks, *freshness],
+        jobs=[nightly, retrain],
+        schedules=build_schedules(nightly=nightly, retrain=retrain, settings=settings),
+        sensors=[freshness_sensor],
         resources={"lakescore": resource or LakescoreResource()},
     )
 

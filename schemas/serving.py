@@ -20,9 +20,11 @@ second collection, one document per model: ``{"_id": model_name, "prior": 0.07,
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from schemas.coldstart import ColdStartContext
 
 # Customer ids: letters, digits, dash, underscore, dot; never an operator or a path.
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -38,7 +40,7 @@ class ModelPrediction(BaseModel):
     score: float = Field(ge=0.0, le=1.0)
     score_date: dt.date | None
     scored_at: dt.datetime | None
-    source: Literal["batch", "prior", "default"]
+    source: Literal["batch", "coldstart", "segment_prior", "prior", "default"]
     stale: bool = False
 
 
@@ -49,3 +51,35 @@ class CustomerPredictions(BaseModel):
         default=False, description="True when the serving store could not be read."
     )
     predictions: list[ModelPrediction]
+
+
+CustomerIdStr = Annotated[str, StringConstraints(pattern=CUSTOMER_ID_PATTERN, max_length=64)]
+ModelNameStr = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN, max_length=64)]
+
+
+class BatchLookupRequest(BaseModel):
+    """Up to ``api.max_batch_ids`` customer ids, answered with one database round trip."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[CustomerIdStr] = Field(min_length=1, max_length=1000)
+    model: ModelNameStr | None = None
+
+
+class BatchLookupResponse(BaseModel):
+    degraded: bool = False
+    results: list[CustomerPredictions]
+
+
+class StrictColdStartContext(ColdStartContext):
+    """The cold-start context as the API accepts it: unknown fields and coercions are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ColdStartRequest(BaseModel):
+    """A customer plus what the website knows at request time (all context fields optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: StrictColdStartContext = Field(default_factory=StrictColdStartContext)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -22,11 +22,19 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from schemas.models import LabelKind, ModelDefinition
+
 CONF_DIR_ENV = "LAKESCORE_CONF_DIR"
 ENV_NAME_ENV = "LAKESCORE_ENV"
 
 
-class SparkSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors (a typo never silently falls back)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SparkSettings(_Section):
     master: str = "local[*]"
     app_name: str = "lakescore"
     shuffle_partitions: int = Field(default=8, ge=1)
@@ -35,17 +43,17 @@ class SparkSettings(BaseModel):
     extra_conf: dict[str, str] = Field(default_factory=dict)
 
 
-class LakeSettings(BaseModel):
+class LakeSettings(_Section):
     root: str = "data/lake"
 
 
-class MlflowSettings(BaseModel):
+class MlflowSettings(_Section):
     tracking_uri: str = "sqlite:///data/mlflow/mlflow.db"
     artifact_root: str = "data/mlflow/artifacts"
     experiment: str = "lakescore"
 
 
-class MongoSettings(BaseModel):
+class MongoSettings(_Section):
     # Empty means: start the embedded Mongo-wire server (SecantusDB) locally.
     uri: str = ""
     database: str = "scoring"
@@ -55,7 +63,18 @@ class MongoSettings(BaseModel):
     server_selection_timeout_ms: int = Field(default=2000, ge=1)
     socket_timeout_ms: int = Field(default=5000, ge=1)
     write_concern_w: int | str = 1
+    # Journaled writes (None: the server's default); wtimeout for w > 1 (0: none).
+    write_concern_j: bool | None = None
+    write_concern_timeout_ms: int = Field(default=0, ge=0)
     batch_size: int = Field(default=5000, ge=1)
+    # Sync: incremental when at most this fraction of customers changed since the
+    # synced version, else build and swap (set by measurement: bench/bench_sync.py).
+    incremental_max_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+    verify_sample_size: int = Field(default=200, ge=0)
+    # Bounded retries of transient errors (network, failover) per batch.
+    retry_attempts: int = Field(default=5, ge=1)
+    retry_initial_backoff_s: float = Field(default=0.2, ge=0.0)
+    retry_max_backoff_s: float = Field(default=5.0, ge=0.0)
 
     @property
     def effective_uri(self) -> str:
@@ -63,7 +82,7 @@ class MongoSettings(BaseModel):
         return self.uri or f"mongodb://127.0.0.1:{self.local_port}/"
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_Section):
     name: str = "purchase_30d"
     horizon_days: int = Field(default=30, ge=1)
     # How many past as-of dates (spaced by ``training_step_days``) the training set uses.
@@ -76,30 +95,112 @@ class ModelSettings(BaseModel):
     early_stopping_rounds: int = Field(default=30, ge=1)
     learning_rate: float = Field(default=0.05, gt=0)
     num_leaves: int = Field(default=31, ge=2)
+    min_data_in_leaf: int = Field(default=50, ge=1)
+    # LightGBM threads (0: all cores). 1 is deterministic and avoids OpenMP spin-waits on a
+    # busy shared machine; the training sets here are small.
+    num_threads: int = Field(default=1, ge=0)
+    # The primary model's label (schemas.models.LABEL_KINDS) and features (empty: all behavioural).
+    label: LabelKind = "ordered"
+    features: list[str] = Field(default_factory=list)
+    # More predictions trained by the same code (schemas/models.py).
+    additional: list[ModelDefinition] = Field(default_factory=list)
+    # Cold-start model (request-time features only): boosting rounds and the segment field.
+    coldstart_num_boost_round: int = Field(default=300, ge=1)
+    coldstart_segment_field: str = "channel"
 
 
-class GateSettings(BaseModel):
+class GateSettings(_Section):
     """Margins a challenger must clear on the champion's holdout rows to be promoted."""
 
     min_auc: float = Field(default=0.55, ge=0.0, le=1.0)
+    # A challenger must beat the champion's AUC by MORE than this (a tie is not promoted).
     min_auc_gain: float = 0.0
     max_log_loss_increase: float = 0.0
+    # Validation: the logged model's predictions must equal the booster's within this.
+    max_prediction_diff: float = Field(default=1e-9, ge=0.0)
 
 
-class ScheduleSettings(BaseModel):
-    """The nightly schedule and the score-date partitions it fills."""
+class ScheduleSettings(_Section):
+    """The nightly and retraining schedules and the score-date partitions they fill."""
 
     start_date: str = "1997-01-01"
     nightly_cron: str = "0 2 * * *"
+    retrain_cron: str = "0 4 * * 0"
     timezone: str = "UTC"
+    # A night's predictions are late when not written by this time of the next day.
+    freshness_deadline_cron: str = "0 6 * * *"
+    # Retries for transient failures (database, file system) per step.
+    step_retries: int = Field(default=2, ge=0, le=10)
+    step_retry_delay_s: float = Field(default=5.0, ge=0)
 
 
-class ApiSettings(BaseModel):
+class ScoringSettings(_Section):
+    """Nightly scoring speed knobs and the monitoring limits a run must stay within to sync."""
+
+    # Rows per Arrow batch handed to the model (bigger batches: fewer Python round trips).
+    arrow_batch_rows: int = Field(default=200_000, ge=1_000)
+    # Fail the coverage check when fewer than this share of featured customers got a score.
+    min_coverage: float = Field(default=0.99, ge=0.0, le=1.0)
+    # Fail the drift check when a PSI against the previous run exceeds these limits.
+    max_score_psi: float = Field(default=0.25, gt=0.0)
+    max_feature_psi: float = Field(default=0.5, gt=0.0)
+    # How many features (by model importance) the drift check follows.
+    drift_features: int = Field(default=5, ge=0)
+
+
+class AlertSettings(_Section):
+    """Where run failures are reported besides the log (empty: log only)."""
+
+    webhook_url: str = ""
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class LakehouseSettings(_Section):
+    """Ingestion, features and data contracts (issue 3)."""
+
+    # Folder with orders/ and customers/ landing files (CSV or Parquet); empty: bundled CDNOW.
+    landing_dir: str = ""
+    # A partition whose row count moved more than this fraction from the previous one fails.
+    max_row_count_change: float = Field(default=0.5, gt=0)
+    # Great Expectations Data Docs (HTML) per validation; empty: <data_dir>/gx_docs.
+    data_docs_dir: str = ""
+    build_data_docs: bool = True
+
+
+class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     stale_after_days: int = Field(default=2, ge=0)
     # Used when no prior was synced yet: the answer is still flagged as a fallback.
     default_prior: float = Field(default=0.1, ge=0.0, le=1.0)
+    # Auth: sha256 hex digests of the accepted keys (never the keys). Empty: auth off (local dev).
+    api_key_sha256: list[str] = Field(default_factory=list)
+    api_key_header: str = "X-API-Key"
+    # Per-key token bucket (0: off); per-key overrides by sha256 digest.
+    rate_limit_per_s: float = Field(default=0.0, ge=0.0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    rate_limit_per_key: dict[str, float] = Field(default_factory=dict)
+    # Overload and budgets: requests beyond max_concurrency get a fast 503.
+    max_concurrency: int = Field(default=256, ge=1)
+    max_body_bytes: int = Field(default=65_536, ge=1024)
+    max_batch_ids: int = Field(default=1000, ge=1, le=10_000)
+    store_timeout_ms: int = Field(default=250, ge=1)
+    store_retry_after_s: float = Field(default=1.0, ge=0.0)
+    # Read cache invalidated by the sync watermark (sync_state delta_version); 0 entries: off.
+    cache_max_entries: int = Field(default=200_000, ge=0)
+    # Bloom filter of the ids in the last sync: new customers are answered without a DB read.
+    known_ids_filter: bool = True
+    # Single lookups arriving together share one ``$in`` round trip.
+    coalesce_reads: bool = True
+    watermark_poll_s: float = Field(default=1.0, gt=0.0)
+    # Cold-start model: local copy so the service starts when the registry is down
+    # (empty: <data_dir>/api/models).
+    model_cache_dir: str = ""
+    model_refresh_s: float = Field(default=60.0, gt=0.0)
+    model_load_timeout_s: float = Field(default=20.0, gt=0.0)
+    # Sampled request log (never carries API keys); empty path: the process log stream.
+    request_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    request_log_path: str = ""
 
 
 class Settings(BaseSettings):
@@ -120,6 +221,9 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod

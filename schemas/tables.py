@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schemas.features import FEATURES
+from schemas.features import ALL_FEATURES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +51,7 @@ QUARANTINE_ORDERS = TableSpec(
 CUSTOMER_FEATURES = TableSpec(
     name="gold.customer_features",
     ddl=", ".join(
-        ["customer_id STRING", "as_of_date DATE"] + [f"{f.name} {f.dtype}" for f in FEATURES]
+        ["customer_id STRING", "as_of_date DATE"] + [f"{f.name} {f.dtype}" for f in ALL_FEATURES]
     ),
     partition_by=("as_of_date",),
     description="Point-in-time customer features: only orders strictly before as_of_date.",
@@ -77,7 +77,7 @@ PREDICTIONS_CURRENT = TableSpec(
     description="Latest champion score per customer and model; change data feed on.",
 )
 
-ALL_TABLES = (
+ALL_TABLES: tuple[TableSpec, ...] = (
     BRONZE_ORDERS,
     QUARANTINE_ORDERS,
     SILVER_ORDERS,
@@ -85,3 +85,79 @@ ALL_TABLES = (
     PREDICTIONS_HISTORY,
     PREDICTIONS_CURRENT,
 )
+
+# Customer profiles (issue 3): landing files -> bronze (raw) -> silver (typed, one row per customer).
+BRONZE_CUSTOMERS = TableSpec(
+    name="bronze.customers",
+    ddl=(
+        "customer_id STRING, signup_date STRING, country STRING, channel STRING, device STRING, "
+        "line_no BIGINT, source_file STRING, file_fingerprint STRING, "
+        "ingested_at TIMESTAMP, batch_id STRING"
+    ),
+    description="Every raw customer-profile row as it arrived, with ingest metadata.",
+)
+
+QUARANTINE_CUSTOMERS = TableSpec(
+    name="bronze.customers_quarantine",
+    ddl=(
+        "customer_id STRING, signup_date STRING, country STRING, channel STRING, device STRING, "
+        "line_no BIGINT, source_file STRING, file_fingerprint STRING, batch_id STRING, "
+        "reason STRING"
+    ),
+    description="Customer rows that broke the customers contract, with the reason.",
+)
+
+SILVER_CUSTOMERS = TableSpec(
+    name="silver.customers",
+    ddl=(
+        "customer_id STRING, signup_date DATE, country STRING, channel STRING, device STRING, "
+        "batch_id STRING"
+    ),
+    description="Typed customer profiles, one row per customer id (latest file wins).",
+)
+
+ALL_TABLES = (*ALL_TABLES, BRONZE_CUSTOMERS, QUARANTINE_CUSTOMERS, SILVER_CUSTOMERS)
+
+# Model gate (issue 4): one row per gate decision, for analysts (append-only).
+GATE_DECISIONS = TableSpec(
+    name="models.gate_decisions",
+    ddl=(
+        "decided_at TIMESTAMP, model_name STRING, candidate_version STRING, "
+        "champion_version STRING, verdict STRING, promoted BOOLEAN, reason STRING, "
+        "score_date DATE, holdout_as_of_date DATE, holdout_rows BIGINT, "
+        "candidate_roc_auc DOUBLE, candidate_log_loss DOUBLE, candidate_lift_top_decile DOUBLE, "
+        "champion_roc_auc DOUBLE, champion_log_loss DOUBLE, champion_lift_top_decile DOUBLE, "
+        "baseline_prior_roc_auc DOUBLE, baseline_recency_frequency_roc_auc DOUBLE, "
+        "baseline_recency_frequency_lift_top_decile DOUBLE, mlflow_run_id STRING, "
+        "metrics_json STRING"
+    ),
+    description="Every champion/challenger gate decision: metrics of both, verdict, reason.",
+)
+
+ALL_TABLES = (*ALL_TABLES, GATE_DECISIONS)
+
+# Scoring monitoring (issue 5): one row per scoring run; realised quality once labels mature.
+SCORE_RUNS = TableSpec(
+    name="monitoring.score_runs",
+    ddl=(
+        "run_id STRING, score_date DATE, model_name STRING, model_version STRING, "
+        "customers_known BIGINT, customers_scored BIGINT, coverage DOUBLE, "
+        "score_p01 DOUBLE, score_p10 DOUBLE, score_p50 DOUBLE, score_p90 DOUBLE, "
+        "score_p99 DOUBLE, score_mean DOUBLE, previous_score_date DATE, score_psi DOUBLE, "
+        "feature_psi_json STRING, duration_s DOUBLE, feature_table_version BIGINT, "
+        "history_version BIGINT, recorded_at TIMESTAMP"
+    ),
+    description="One row per scoring run: coverage, score quantiles, drift against the previous run.",
+)
+
+BACKTESTS = TableSpec(
+    name="monitoring.backtests",
+    ddl=(
+        "score_date DATE, model_name STRING, model_version STRING, model_role STRING, "
+        "horizon_days INT, customers BIGINT, positives BIGINT, base_rate DOUBLE, auc DOUBLE, "
+        "lift_top_decile DOUBLE, computed_at TIMESTAMP"
+    ),
+    description="Realised AUC and lift of a score date's predictions once its labels matured.",
+)
+
+ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, BACKTESTS)

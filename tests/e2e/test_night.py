@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,65 +14,16 @@ from pyspark.sql import functions as F
 from jobs.lake import read_table, table_path
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
-from tests.conftest import free_port
+from tests.e2e.conftest import SCORE_DATE
 
 pytestmark = pytest.mark.e2e
 
-SCORE_DATE = dt.date(1997, 10, 1)
-REPO = Path(__file__).resolve().parents[2]
 
-
-@pytest.fixture(scope="module")
-def night(spark: Any, settings: Settings) -> Any:
-    from dagster import DagsterInstance
-
-    from pipelines.definitions import NIGHTLY_JOB, build_definitions
-
-    defs = build_definitions(settings)
-    job = defs.resolve_job_def(NIGHTLY_JOB)
-    with DagsterInstance.ephemeral() as instance:
-        result = job.execute_in_process(partition_key=SCORE_DATE.isoformat(), instance=instance)
-    assert result.success
-    return result
-
-
-@pytest.fixture(scope="module")
-def api_url(night: Any, test_env: dict[str, str], workdir: Path) -> Iterator[str]:
-    port = free_port()
-    log = (workdir / "uvicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env={**os.environ, **test_env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("uvicorn did not start")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+def test_the_contract_check_ran_and_passed(night: Any) -> None:
+    evaluations = night.get_asset_check_evaluations()
+    contract = [e for e in evaluations if e.check_name == "customer_features_contract"]
+    assert len(contract) == 1
+    assert contract[0].passed
 
 
 def test_history_has_one_row_per_featured_customer(
@@ -102,8 +47,11 @@ def test_history_has_one_row_per_featured_customer(
 
 def test_current_has_one_row_per_customer(spark: Any, settings: Settings, night: Any) -> None:
     current = read_table(spark, settings, PREDICTIONS_CURRENT)
+    champion_history = read_table(spark, settings, PREDICTIONS_HISTORY).where(
+        F.col("model_role") == "champion"
+    )
     assert current.count() == current.select("customer_id").distinct().count()
-    assert current.count() == read_table(spark, settings, PREDICTIONS_HISTORY).count()
+    assert current.count() == champion_history.select("customer_id").distinct().count()
 
 
 def test_mongo_holds_exactly_current(spark: Any, settings: Settings, night: Any) -> None:
@@ -118,8 +66,9 @@ def test_mongo_holds_exactly_current(spark: Any, settings: Settings, night: Any)
 
 def test_independent_reader_sees_same_rows(spark: Any, settings: Settings, night: Any) -> None:
     for spec in (PREDICTIONS_HISTORY, PREDICTIONS_CURRENT, CUSTOMER_FEATURES):
-        rust = RustDeltaTable(table_path(settings, spec)).to_pyarrow_table()
-        assert rust.num_rows == read_table(spark, settings, spec).count(), spec.name
+        rust = RustDeltaTable(table_path(settings, spec))
+        spark_rows = read_table(spark, settings, spec, version=rust.version()).count()
+        assert rust.to_pyarrow_table().num_rows == spark_rows, spec.name
 
 
 def test_api_returns_the_delta_score_for_a_known_customer(
@@ -154,3 +103,19 @@ def test_api_answers_an_unknown_customer_with_a_flagged_fallback(
     assert pred["source"] == "prior"
     assert 0.0 < pred["score"] < 0.5
     assert pred["score_date"] is None
+
+
+def test_the_night_report_is_written_and_linked(settings: Settings, night: Any) -> None:
+    [materialization] = [
+        m
+        for m in night.get_asset_materialization_events()
+        if m.asset_key is not None and m.asset_key.to_user_string() == "reports/nightly"
+    ]
+    metadata = materialization.materialization.metadata
+    path = Path(metadata["report"].value)  # type: ignore[arg-type]
+    assert path == Path(settings.data_dir) / "reports" / SCORE_DATE.isoformat() / "nightly.html"
+    page = path.read_text()
+    for section in ("Coverage", "Score distribution", "Feature drift", "Champion vs challenger"):
+        assert f"<h2>{section}</h2>" in page
+    assert "data:image/png;base64," in page
+    assert metadata["coverage"].value == 1.0

@@ -1,0 +1,64 @@
+"""Running nights through Dagster from the command line (recorded in the local Dagster instance)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any
+
+from schemas.settings import Settings
+
+
+class NightFailed(RuntimeError):
+    pass
+
+
+def dagster_home(settings: Settings) -> Path:
+    """``$DAGSTER_HOME``, or ``<data_dir>/dagster``: the same instance ``dagster dev`` shows."""
+    home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.data_dir) / "dagster")
+    home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_job(
+    settings: Settings,
+    *,
+    job_name: str,
+    partition: dt.date,
+    run_config: dict[str, Any] | None = None,
+) -> str:
+    """Run one partition of a job in this process; return the run id or raise ``NightFailed``."""
+    from dagster import DagsterInstance
+
+    from jobs.local_mongo import ensure_local_mongo
+    from pipelines.definitions import build_definitions
+
+    dagster_home(settings)
+    ensure_local_mongo(settings)
+    job = build_definitions(settings).resolve_job_def(job_name)
+    with DagsterInstance.get() as instance:
+        result = job.execute_in_process(
+            partition_key=partition.isoformat(),
+            run_config=run_config or {},
+            instance=instance,
+            raise_on_error=False,
+        )
+    if not result.success:
+        failures = [
+            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"  # type: ignore[union-attr]
+            for e in result.all_events
+            if e.is_step_failure and e.event_specific_data is not None
+        ]
+        raise NightFailed(
+            f"{job_name} {partition} failed (Dagster run {result.run_id}): "
+            + ("; ".join(failures) or "see the Dagster UI")
+        )
+    return result.run_id
+
+
+def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
+    if end < start:
+        raise ValueError(f"end {end} is before start {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]

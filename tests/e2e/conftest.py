@@ -1,0 +1,83 @@
+"""Fixtures shared by the end-to-end tests: one nightly run, one uvicorn process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from schemas.settings import Settings
+from tests.conftest import free_port
+
+SCORE_DATE = dt.date(1997, 10, 1)
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def night(spark: Any, settings: Settings, workdir: Path) -> Any:
+    """The nightly job, started the way the schedule starts it for the night of SCORE_DATE."""
+    from dagster import DagsterInstance, build_schedule_context
+
+    from pipelines.definitions import NIGHTLY_JOB, build_definitions
+
+    defs = build_definitions(settings)
+    schedule = next(s for s in defs.schedules if s.name == "nightly_schedule")
+    tick = dt.datetime.combine(SCORE_DATE, dt.time(2, 0), tzinfo=dt.UTC)
+    with build_schedule_context(
+        scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+    ) as context:
+        [request] = schedule.evaluate_tick(context).run_requests or []
+    job = defs.resolve_job_def(NIGHTLY_JOB)
+    with DagsterInstance.ephemeral() as instance:
+        result = job.execute_in_process(
+            partition_key=request.partition_key, tags=request.tags, instance=instance
+        )
+    assert result.success
+    return result
+
+
+@pytest.fixture(scope="session")
+def api_url(night: Any, test_env: dict[str, str], workdir: Path) -> Iterator[str]:
+    port = free_port()
+    log = (workdir / "uvicorn.log").open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env={**os.environ, **test_env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("uvicorn did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
