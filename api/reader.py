@@ -165,7 +165,9 @@ class Reader:
         self.cache.clear()
         self.known = None  # nothing is skipped until the filter of the new sync is built
         self.store.invalidate()
-        if self.use_known_ids:
+        # No watermark means no completed sync: the collection may be mid-write, so a
+        # filter built now could skip customers that are about to land.
+        if self.use_known_ids and self.watermark not in (None, _UNSET):
             if self._known_task is not None:
                 self._known_task.cancel()
             self._known_task = asyncio.create_task(self._build_known(self.generation))
@@ -190,12 +192,15 @@ class Reader:
             self.down_until = time.monotonic() + self.retry_after_s
             log.debug("watermark poll failed: %s", type(exc).__name__)
             return
+        recovered = self.down_until > 0.0
         self.down_until = 0.0
-        if mark != self.watermark:
+        # After an outage the store may come back restored or rebuilt under the same
+        # watermark: drop everything read before it, as after a sync.
+        if mark != self.watermark or recovered:
             if self.watermark is not _UNSET:
-                log.info("sync watermark moved to %s: read cache cleared", mark)
-            self.invalidate()
+                log.info("sync watermark %s (recovered=%s): read cache cleared", mark, recovered)
             self.watermark = mark
+            self.invalidate()
 
     async def _loop(self) -> None:
         while True:

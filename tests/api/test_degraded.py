@@ -106,8 +106,10 @@ def test_overload_gets_fast_503s_not_hangs(degraded_api: ApiProcess) -> None:
 
 def test_mongo_down_then_back(degraded_api: ApiProcess, own_mongo: dict[str, Any]) -> None:
     api = degraded_api
-    before = _get(api, "C00010").json()
-    assert before["degraded"] is False and before["predictions"][0]["source"] == "batch"
+    # Precondition: the API serves from the store (the first read may still be opening
+    # its connection within the 200 ms budget).
+    before = wait_until(lambda: (r := _get(api, "C00010").json())["degraded"] is False and r)
+    assert before and before["predictions"][0]["source"] == "batch"
 
     _kill(own_mongo["proc"])
 

@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from cli.main import app
+from jobs.features import build_customer_features
 from jobs.lake import read_table, table_version
 from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
 from jobs.score import score_date
@@ -58,6 +59,7 @@ def test_rollback_returns_to_the_previous_state(spark: Any, settings: Settings, 
 
     bad_version = _register_bad_model(settings)
     client.set_registered_model_alias(settings.model.name, CHAMPION, bad_version)
+    build_customer_features(spark, settings, as_of=BAD_NIGHT)
     score_date(spark, settings, score_date=BAD_NIGHT)
     sync_full(spark, settings)
     bad_rows = read_table(spark, settings, PREDICTIONS_CURRENT).where(
