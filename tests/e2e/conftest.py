@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from schemas.settings import Settings
-from tests.conftest import free_port
+from tests.api.helpers import start_api
 
 SCORE_DATE = dt.date(1997, 10, 1)
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -46,38 +40,9 @@ def night(spark: Any, settings: Settings, workdir: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def api_url(night: Any, test_env: dict[str, str], workdir: Path) -> Iterator[str]:
-    port = free_port()
-    log = (workdir / "uvicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=REPO,
-        env={**os.environ, **test_env},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """A real uvicorn process serving the night just synced."""
+    api = start_api(test_env, log_path=workdir / "uvicorn.log")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("uvicorn did not start")
-        yield url
+        yield api.url
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        log.close()
+        api.stop()
