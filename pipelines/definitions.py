@@ -20,6 +20,7 @@ from pipelines.reports.assets import build_report_assets
 from pipelines.resources import LakescoreResource
 from pipelines.schedules import build_schedules
 from pipelines.scoring.assets import HISTORY_KEY, build_scoring_assets
+from pipelines.sensors import build_retrain_sensor
 from pipelines.serving.assets import build_serving_assets
 from schemas.settings import Settings, get_settings
 
@@ -75,7 +76,7 @@ def build_definitions(
         asset_checks=[*lakehouse_checks, *freshness],
         jobs=[nightly, retrain],
         schedules=build_schedules(nightly=nightly, retrain=retrain, settings=settings),
-        sensors=[freshness_sensor],
+        sensors=[freshness_sensor, build_retrain_sensor(retrain=retrain, settings=settings)],
         resources={"lakescore": resource or LakescoreResource()},
     )
 

@@ -148,6 +148,24 @@ class ScoringSettings(_Section):
     drift_features: int = Field(default=5, ge=0)
 
 
+class RetrainSettings(_Section):
+    """When the retrain sensor starts the ``retrain`` job (the gate still decides promotion)."""
+
+    # Retrain when the latest scoring run's champion score PSI (against the previous scored
+    # date, same model version) exceeds this; below the blocking ``scoring.max_score_psi``.
+    drift_psi_max: float = Field(default=0.2, gt=0.0)
+    # ... or when one of the followed features' PSI exceeds this.
+    feature_psi_max: float = Field(default=0.25, gt=0.0)
+    # ... or when the champion's realised AUC on the latest matured backtest is below this.
+    backtest_auc_min: float = Field(default=0.6, ge=0.0, le=1.0)
+    # ... or its realised top-decile lift is below this (1.0: no better than random; 0: off).
+    backtest_lift_min: float = Field(default=1.0, ge=0.0)
+    # The sensor reads two small Delta tables (delta-rs, no Spark) at most this often.
+    sensor_interval_s: int = Field(default=60, ge=30)
+    # Whether the sensor runs as soon as the Dagster daemon loads the definitions.
+    sensor_running: bool = True
+
+
 class AlertSettings(_Section):
     """Where run failures are reported besides the log (empty: log only)."""
 
@@ -223,6 +241,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 

@@ -23,6 +23,7 @@ from jobs.contracts import check_contract
 from jobs.features import build_customer_features
 from jobs.ingest import IngestResult, ingest_configured
 from jobs.lake import read_table
+from pipelines.errors import permanent_errors, permanent_failure
 from pipelines.lakehouse.checks import build_contract_checks, check_result, docs_dir
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
@@ -80,11 +81,14 @@ def build_lakehouse_assets(
     ) -> Iterator[MaterializeResult | AssetCheckResult]:
         settings = lakescore.settings()
         spark = lakescore.spark()
-        results = ingest_configured(spark, settings)
+        # A missing landing folder or CDNOW file, or files without the contract's columns.
+        with permanent_errors(FileNotFoundError, ValueError):
+            results = ingest_configured(spark, settings)
         for result in results:
             context.log.info(f"ingest: {result}")
             if not result.accounted:
-                raise RuntimeError(f"row accounting does not hold for {result}")
+                # Permanent: a retry would skip the files just written and hide the gap.
+                raise permanent_failure(f"row accounting does not hold for {result}")
         by_source = {r.source_file.rsplit("/", 1)[-1]: r for r in results}
         order_result = by_source.get("orders", results[0])
         customer_result = by_source.get("customers")

@@ -14,6 +14,7 @@ from dagster import (
 from jobs.coldstart import train_coldstart
 from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
 from jobs.training import train_model
+from pipelines.errors import permanent_errors, permanent_failure
 from pipelines.lakehouse.assets import (
     CUSTOMER_FEATURES_KEY,
     SILVER_CUSTOMERS_KEY,
@@ -57,13 +58,15 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                     "trained": False,
                 }
             )
-        result = train_model(
-            lakescore.spark(), settings, score_date=partition_date(context.partition_key)
-        )
+        # ValueError: not enough history before the score date, or features the job lacks.
+        with permanent_errors(ValueError):
+            result = train_model(
+                lakescore.spark(), settings, score_date=partition_date(context.partition_key)
+            )
         context.log.info(f"gate: {result.decision.verdict} ({result.decision.reason})")
         champion = version_by_alias(client, model_name=settings.model.name, alias=CHAMPION)
         if champion is None:
-            raise RuntimeError(
+            raise permanent_failure(
                 f"no champion: the first model was refused by the gate ({result.decision.reason})"
             )
         return MaterializeResult(
@@ -98,9 +101,10 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
             return MaterializeResult(
                 metadata={"model": name, "version": str(current.version), "trained": False}
             )
-        result = train_coldstart(
-            lakescore.spark(), settings, score_date=partition_date(context.partition_key)
-        )
+        with permanent_errors(ValueError):  # not enough history before the score date
+            result = train_coldstart(
+                lakescore.spark(), settings, score_date=partition_date(context.partition_key)
+            )
         context.log.info(f"cold-start gate: {result.decision.verdict} ({result.decision.reason})")
         champion = version_by_alias(client, model_name=name, alias=CHAMPION)
         return MaterializeResult(

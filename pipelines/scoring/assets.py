@@ -24,7 +24,8 @@ from dagster import (
 )
 
 from jobs.monitoring import limit_failures, read_score_run, record_score_run
-from jobs.score import score_date
+from jobs.score import ScoringError, score_date
+from pipelines.errors import permanent_errors
 from pipelines.lakehouse.assets import CUSTOMER_FEATURES_KEY
 from pipelines.models.assets import CHAMPION_MODEL_KEY
 from pipelines.partitions import partition_date
@@ -55,12 +56,14 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
     def predictions(context: AssetExecutionContext, lakescore: LakescoreResource):  # type: ignore[no-untyped-def]
         settings = lakescore.settings()
         spark = lakescore.spark()
-        result = score_date(
-            spark,
-            settings,
-            score_date=partition_date(context.partition_key),
-            run_id=context.run.run_id,
-        )
+        # No champion alias, no feature partition, features that do not fit the model.
+        with permanent_errors(ScoringError):
+            result = score_date(
+                spark,
+                settings,
+                score_date=partition_date(context.partition_key),
+                run_id=context.run.run_id,
+            )
         run = record_score_run(spark, settings, result=result)
         common: dict[str, Any] = {
             "model": result.model_name,

@@ -14,6 +14,9 @@ from dagster import (
 
 from jobs.local_mongo import ensure_local_mongo
 from jobs.sync import sync
+from jobs.sync_verify import SyncVerificationError
+from jobs.sync_writes import BatchWriteError, SyncError
+from pipelines.errors import permanent_errors
 from pipelines.resources import LakescoreResource
 from pipelines.scoring.assets import CURRENT_KEY
 
@@ -43,7 +46,10 @@ def build_serving_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
     ) -> MaterializeResult:
         settings = lakescore.settings()
         ensure_local_mongo(settings)
-        result = sync(lakescore.spark(), settings, mode=config.mode)
+        # A refusal (no predictions.current, incremental impossible) is permanent; a batch
+        # that failed after its own retries, or a failed verification, may pass next time.
+        with permanent_errors(SyncError, retryable=(BatchWriteError, SyncVerificationError)):
+            result = sync(lakescore.spark(), settings, mode=config.mode)
         context.log.info(
             f"synced {settings.mongo.collection} to version {result.delta_version} "
             f"({result.mode}: {result.reason}); {result.verification.summary()}"

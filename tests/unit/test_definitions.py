@@ -84,3 +84,14 @@ def test_retrain_schedule_forces_retraining(defs) -> None:  # type: ignore[no-un
         [request] = schedule.evaluate_tick(context).run_requests or []
     assert request.partition_key == "1998-02-01"
     assert request.run_config["ops"]["models__champion"]["config"]["retrain"] is True
+
+
+def test_retrain_sensor_targets_the_retrain_job(defs) -> None:  # type: ignore[no-untyped-def]
+    from pipelines.sensors import RETRAIN_SENSOR
+
+    sensors = {s.name: s for s in defs.sensors}
+    assert RETRAIN_SENSOR in sensors
+    sensor = sensors[RETRAIN_SENSOR]
+    assert sensor.job_name == RETRAIN_JOB
+    assert sensor.minimum_interval_seconds == Settings().retrain.sensor_interval_s
+    assert "lakescore" in sensor.required_resource_keys
