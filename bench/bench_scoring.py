@@ -86,6 +86,7 @@ def run(*, customers: int, trees: int, master: str) -> Report:
             )
         )
         report.notes["current_mode"] = results[-1].current_mode
+        report.notes["phases_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
         udf = report.add(_spark_udf(spark, settings, customers=customers, table=table_path))
         report.ratio("score_date / bare predict (target >= 0.5)", job, bare)
         report.ratio("score_date / spark_udf (target >= 2)", job, udf)

@@ -16,9 +16,15 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lake import ensure_table, read_table, table_exists, table_path, table_version
+from jobs.spark import session_conf
 from schemas.features import ALL_FEATURES, PROFILE_FEATURES, WINDOWS_DAYS
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES, SILVER_CUSTOMERS, SILVER_ORDERS
+
+# Parquet row groups of a feature file: one file per partition, but several row groups,
+# so that scoring reads a large partition with as many tasks as there are cores (Spark
+# splits a file by row group, never inside one).
+ROW_GROUP_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,14 +146,15 @@ def _inputs(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFra
 
 def _write_partitions(settings: Settings, features: DataFrame, dates: list[dt.date]) -> None:
     in_dates = ", ".join(f"DATE'{d.isoformat()}'" for d in dates)
-    (
-        features.repartition(1 if len(dates) == 1 else len(dates), "as_of_date")
-        .write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", f"as_of_date IN ({in_dates})")
-        .option("mergeSchema", "true")  # older tables gain the newer feature columns
-        .save(table_path(settings, CUSTOMER_FEATURES))
-    )
+    with session_conf(features.sparkSession, {"parquet.block.size": str(ROW_GROUP_BYTES)}):
+        (
+            features.repartition(1 if len(dates) == 1 else len(dates), "as_of_date")
+            .write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"as_of_date IN ({in_dates})")
+            .option("mergeSchema", "true")  # older tables gain the newer feature columns
+            .save(table_path(settings, CUSTOMER_FEATURES))
+        )
 
 
 def build_customer_features(

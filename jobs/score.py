@@ -144,10 +144,10 @@ def prediction_rows(
     feature_version: int,
 ) -> DataFrame:
     """History rows (every model's score for every customer) from the feature rows."""
-    # One Python worker per busy task: give each the cores the tasks leave idle. A file
-    # with one row group is read by one task however it is split, so the busy tasks are
-    # at most the files; a single feature file then predicts on all local cores.
-    tasks = max(1, min(features.rdd.getNumPartitions(), len(features.inputFiles())))
+    # One Python worker per task; give each the cores the other tasks leave idle. Feature
+    # files have several row groups (jobs.features.ROW_GROUP_BYTES), so a large partition
+    # is read by as many tasks as there are cores, each predicting on one thread.
+    tasks = max(1, features.rdd.getNumPartitions())
     threads = max(1, spark.sparkContext.defaultParallelism // tasks)
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     scored = score_batches(features, models=models, num_threads=threads)
@@ -190,10 +190,16 @@ def update_current(
         rows.write.format("delta").mode("append").save(path)
         return "insert"
     if newest <= score_date:
-        kept = of_model.join(rows.select("customer_id"), "customer_id", "left_anti")
+        # Ids only first: on a normal night every customer of current is scored again
+        # and nothing has to be kept, so the full rows never go through a join.
+        gone = of_model.select("customer_id").join(
+            rows.select("customer_id"), "customer_id", "left_anti"
+        )
+        replacement = rows
+        if not gone.isEmpty():
+            replacement = rows.unionByName(of_model.join(gone, "customer_id", "left_semi"))
         (
-            rows.unionByName(kept)
-            .write.format("delta")
+            replacement.write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"model_name = '{model_name}'")
             .save(path)

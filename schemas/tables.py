@@ -74,6 +74,10 @@ PREDICTIONS_CURRENT = TableSpec(
         "customer_id STRING, model_name STRING, model_version STRING, score DOUBLE, "
         "score_date DATE, scored_at TIMESTAMP, run_id STRING, feature_table_version BIGINT"
     ),
+    # Partitioned by model: a night replaces its model's files whole, so the change data
+    # feed is derived from the files added and removed instead of written out row by row
+    # (a replaceWhere on a non-partition column costs 3x as much with the feed on).
+    partition_by=("model_name",),
     description="Latest champion score per customer and model; change data feed on.",
 )
 

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
+from jobs.features import ROW_GROUP_BYTES
 from jobs.lake import ensure_table, table_path
+from jobs.spark import session_conf
 from schemas.features import FEATURES, PROFILE_FEATURES
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES
@@ -49,12 +51,13 @@ def write_feature_partition(
     frame.insert(1, "as_of_date", as_of)
     ensure_table(spark, settings, CUSTOMER_FEATURES)
     df = spark.createDataFrame(frame, CUSTOMER_FEATURES.ddl).coalesce(1)
-    (
-        df.write.format("delta")
-        .mode("overwrite")
-        .option("replaceWhere", f"as_of_date = DATE'{as_of.isoformat()}'")
-        .save(table_path(settings, CUSTOMER_FEATURES))
-    )
+    with session_conf(spark, {"parquet.block.size": str(ROW_GROUP_BYTES)}):
+        (
+            df.write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"as_of_date = DATE'{as_of.isoformat()}'")
+            .save(table_path(settings, CUSTOMER_FEATURES))
+        )
     from jobs.lake import table_version
 
     return table_version(spark, settings, CUSTOMER_FEATURES)
