@@ -32,6 +32,17 @@ def table_version(spark: SparkSession, settings: Settings, spec: TableSpec) -> i
     return int(history.select("version").first()[0])  # type: ignore[index]
 
 
+def last_commit(
+    spark: SparkSession, settings: Settings, spec: TableSpec
+) -> tuple[int, dict[str, str]]:
+    """The latest version of a table and its commit's operation metrics (``numOutputRows``...)."""
+    history = DeltaTable.forPath(spark, table_path(settings, spec)).history(1)
+    row = history.select("version", "operationMetrics").first()
+    if row is None:
+        raise ValueError(f"{spec.name} has no commit")
+    return int(row[0]), dict(row[1] or {})
+
+
 def ensure_table(
     spark: SparkSession,
     settings: Settings,

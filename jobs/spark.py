@@ -58,17 +58,17 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
 def session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
     """Set SQL confs for the block, then restore them (Hadoop keys such as
     ``parquet.block.size`` reach file writers this way; Delta ignores them as write options)."""
-    previous = {key: spark.conf.get(key, None) for key in values}
+    previous: dict[str, str | None] = {key: spark.conf.get(key, None) for key in values}
     for key, value in values.items():
         spark.conf.set(key, value)
     try:
         yield
     finally:
-        for key, value in previous.items():
-            if value is None:
+        for key, old in previous.items():
+            if old is None:
                 spark.conf.unset(key)
             else:
-                spark.conf.set(key, value)
+                spark.conf.set(key, old)
 
 
 def main() -> None:

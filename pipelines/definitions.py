@@ -15,6 +15,7 @@ from dagster import (
 from pipelines.alerts import notify_failure
 from pipelines.lakehouse.assets import build_lakehouse_assets
 from pipelines.models.assets import CHAMPION_MODEL_KEY, build_model_assets
+from pipelines.monitoring.assets import build_monitoring_assets
 from pipelines.partitions import score_date_partitions
 from pipelines.reports.assets import build_report_assets
 from pipelines.resources import LakescoreResource
@@ -40,6 +41,7 @@ def build_definitions(
         *build_scoring_assets(partitions),
         *build_serving_assets(partitions),
         *build_report_assets(partitions),
+        *build_monitoring_assets(partitions),
     ]
     retry = RetryPolicy(
         max_retries=settings.schedule.step_retries,
@@ -52,7 +54,10 @@ def build_definitions(
         partitions_def=partitions,
         hooks={notify_failure},
         op_retry_policy=retry,
-        description="ingest -> features -> contract -> champion -> score -> sync, for one score date",
+        description=(
+            "ingest -> features -> contract -> champion -> score -> sync, and the backtests "
+            "of matured score dates, for one score date"
+        ),
     )
     retrain = define_asset_job(
         RETRAIN_JOB,

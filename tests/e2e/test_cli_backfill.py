@@ -1,4 +1,5 @@
-"""A backfill through the CLI leaves one history partition and one report per date."""
+"""A backfill through the CLI leaves one history partition and one report per date, and the
+last night backtests the first (its 30-day label window closed in between)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,16 @@ from typer.testing import CliRunner
 from cli.main import app
 from jobs.lake import read_table
 from schemas.settings import Settings
-from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+from schemas.tables import BACKTESTS, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 
 pytestmark = pytest.mark.e2e
 
-DATES = [dt.date(1997, 11, 1), dt.date(1997, 11, 8), dt.date(1997, 11, 15)]
+DATES = [dt.date(1997, 11, 1), dt.date(1997, 11, 18), dt.date(1997, 12, 5)]
 
 
 def test_backfill_three_nights(spark: Any, settings: Settings) -> None:
     result = CliRunner().invoke(
-        app, ["backfill", "--start", "1997-11-01", "--end", "1997-11-15", "--step-days", "7"]
+        app, ["backfill", "--start", "1997-11-01", "--end", "1997-12-05", "--step-days", "17"]
     )
     assert result.exit_code == 0, result.output
     history = read_table(spark, settings, PREDICTIONS_HISTORY).where(
@@ -47,3 +48,10 @@ def test_backfill_three_nights(spark: Any, settings: Settings) -> None:
     current = read_table(spark, settings, PREDICTIONS_CURRENT)
     assert current.agg(F.max("score_date")).first()[0] >= DATES[-1]  # type: ignore[index]
     assert current.count() == current.select("customer_id").distinct().count()
+    # The night of 1997-12-05 backtested 1997-11-01 (labels [11-01, 12-01) are all in), only it.
+    backtests = read_table(spark, settings, BACKTESTS).where(F.col("model_role") == "champion")
+    rows = {r["score_date"]: r for r in backtests.collect()}
+    assert DATES[0] in rows and DATES[1] not in rows and DATES[2] not in rows
+    first = rows[DATES[0]]
+    assert first["customers"] == per_date[DATES[0]]
+    assert 0.5 < first["auc"] < 1.0 and first["lift_top_decile"] > 1.0

@@ -29,6 +29,7 @@ def test_asset_graph_runs_ingest_to_sync_in_order(defs) -> None:  # type: ignore
         "predictions/history",
         "predictions/current",
         "serving/mongo_predictions",
+        "monitoring/backtests",
     }
     assert expected <= keys
 
@@ -46,6 +47,7 @@ def test_asset_graph_runs_ingest_to_sync_in_order(defs) -> None:  # type: ignore
         "predictions/history"
     )
     assert "predictions/current" in upstream("serving/mongo_predictions")
+    assert {"predictions/history", "silver/orders"} <= upstream("monitoring/backtests")
 
 
 def test_feature_contract_is_a_blocking_check(defs) -> None:  # type: ignore[no-untyped-def]
