@@ -35,3 +35,11 @@ bench: setup
 
 clean:
 	rm -rf data spark-warehouse metastore_db
+
+# Fault, load and hostile-input scenarios with a figures table (README: Reliability suite).
+.PHONY: reliability reliability-fast
+reliability: setup
+	$(PY) -m tests.reliability.run
+
+reliability-fast: setup
+	$(PY) -m tests.reliability.run --fast

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import lightgbm as lgb
@@ -16,6 +17,16 @@ from schemas.settings import Settings
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
+# MLflow's HTTP client retries 7 times with exponential backoff and waits 120 s per request
+# by default: minutes before a job learns that the registry is down. A nightly job should fail
+# fast and let the orchestrator retry the step. Applied only where the operator set nothing.
+FAIL_FAST_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
+
 
 class RegistryError(RuntimeError):
     """The registry could not give what a job needs (unreachable, no alias, bad model)."""
@@ -26,10 +37,17 @@ def configure_mlflow(settings: Settings) -> MlflowClient:
     uri = settings.mlflow.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    if uri.startswith(("http://", "https://")):  # a tracking server: fail fast when it is down
+        for name, value in FAIL_FAST_HTTP.items():
+            os.environ.setdefault(name, value)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    if client.get_experiment_by_name(settings.mlflow.experiment) is None:
+    try:
+        experiment = client.get_experiment_by_name(settings.mlflow.experiment)
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow registry at {uri} is unreachable or failing: {exc}") from exc
+    if experiment is None:
         artifact_root = settings.mlflow.artifact_root
         location = artifact_root if "://" in artifact_root else Path(artifact_root).as_uri()
         client.create_experiment(settings.mlflow.experiment, artifact_location=location)

@@ -16,6 +16,8 @@ import pytest
 
 from schemas.settings import Settings, get_settings
 
+pytest_plugins = ["tests.reliability.plugin"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

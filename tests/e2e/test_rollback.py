@@ -50,7 +50,10 @@ def _snapshot(spark: Any, settings: Settings) -> list[tuple[Any, ...]]:
     return [(r.customer_id, r.model_version, r.score, r.score_date) for r in rows]
 
 
-def test_rollback_returns_to_the_previous_state(spark: Any, settings: Settings, night: Any) -> None:
+@pytest.mark.reliability
+def test_rollback_returns_to_the_previous_state(
+    spark: Any, settings: Settings, night: Any, reliability_report: Any
+) -> None:
     client = configure_mlflow(settings)
     good = version_by_alias(client, model_name=settings.model.name, alias=CHAMPION)
     assert good is not None
@@ -71,8 +74,17 @@ def test_rollback_returns_to_the_previous_state(spark: Any, settings: Settings, 
     assert result.exit_code == 0, result.output
 
     champion = version_by_alias(client, model_name=settings.model.name, alias=CHAMPION)
+    after = _snapshot(spark, settings)
+    reliability_report.record(
+        scenario="10 bad model rolled back",
+        load=f"{len(before):,} customers",
+        faults=1,
+        rows_lost=len(set(before) - set(after)),
+        rows_duplicated=len(after) - len(set(after)),
+        detail=f"champion v{bad_version} -> v{good.version}, current restored and resynced",
+    )
     assert champion is not None and str(champion.version) == str(good.version)
-    assert _snapshot(spark, settings) == before
+    assert after == before
     assert table_version(spark, settings, PREDICTIONS_CURRENT) > version_before  # a restore commit
     mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
     try:

@@ -57,12 +57,22 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.reliability
 def test_bad_rows_are_quarantined_with_reasons_and_every_row_is_accounted(
-    spark: Any, local: Settings, tmp_path: Path
+    spark: Any, local: Settings, tmp_path: Path, reliability_report: Any
 ) -> None:
     landing = tmp_path / "landing"
     _write(landing / "orders" / "day1.csv", ORDERS_HEADER + GOOD + BAD)
     result = ingest_landing(spark, local, landing=landing)[0]
+    accounted = result.silver_inserted + result.duplicates_dropped + result.quarantined
+    reliability_report.record(
+        scenario="8 bad landing rows / file ingested twice",
+        load=f"{result.rows_read} rows",
+        bad_inputs=BAD.count("\n") + 1,  # the bad rows and the in-file duplicate
+        rows_lost=max(0, result.rows_read - accounted),
+        rows_duplicated=max(0, accounted - result.rows_read),
+        detail=f"{result.quarantined} quarantined, {result.duplicates_dropped} duplicate dropped",
+    )
     assert (result.rows_read, result.silver_inserted) == (11, 3)
     assert (result.duplicates_dropped, result.quarantined) == (1, 7)
     assert result.accounted
@@ -86,8 +96,9 @@ def test_bad_rows_are_quarantined_with_reasons_and_every_row_is_accounted(
     assert bronze.where(F.col("source_file") == "day1.csv").count() == 11
 
 
+@pytest.mark.reliability
 def test_same_content_adds_nothing_while_late_and_resent_orders_are_handled(
-    spark: Any, local: Settings, tmp_path: Path
+    spark: Any, local: Settings, tmp_path: Path, reliability_report: Any
 ) -> None:
     landing = tmp_path / "landing"
     first = _write(landing / "orders" / "a.csv", ORDERS_HEADER + GOOD + BAD)
@@ -96,8 +107,15 @@ def test_same_content_adds_nothing_while_late_and_resent_orders_are_handled(
     again = ingest_landing(spark, local, landing=landing)[0]
     shutil.copy(first, landing / "orders" / "a_renamed_copy.csv")
     renamed = ingest_landing(spark, local, landing=landing)[0]
+    after = [read_table(spark, local, s).count() for s in (BRONZE_ORDERS, SILVER_ORDERS)]
+    reliability_report.record(
+        scenario="8 bad landing rows / file ingested twice",
+        faults=2,  # the same file again, and a renamed copy of it
+        rows_lost=sum(max(0, b - a) for b, a in zip(sizes, after, strict=True)),
+        rows_duplicated=sum(max(0, a - b) for b, a in zip(sizes, after, strict=True)),
+    )
     assert again.skipped and renamed.skipped
-    assert [read_table(spark, local, s).count() for s in (BRONZE_ORDERS, SILVER_ORDERS)] == sizes
+    assert after == sizes
     assert read_table(spark, local, QUARANTINE_ORDERS).count() == 7
     # A later file: one order re-sent (a duplicate of silver) and one late order for a past date.
     _write(

@@ -133,9 +133,14 @@ def test_transient_errors_are_retried(spark: SparkSession, env: Settings) -> Non
     assert_mongo_equals_delta(spark, env)
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("path", ["incremental", pytest.param("full", marks=pytest.mark.slow)])
 def test_a_killed_sync_rerun_converges(
-    spark: SparkSession, env: Settings, test_env: dict[str, str], path: str
+    spark: SparkSession,
+    env: Settings,
+    test_env: dict[str, str],
+    path: str,
+    reliability_report: Any,
 ) -> None:
     ids = customer_ids(400)
     first = upsert_current(spark, env, rows(ids))
@@ -178,6 +183,15 @@ def test_a_killed_sync_rerun_converges(
 
     result = sync(spark, env)
 
+    docs = {d["_id"]: d["delta_version"] for d in collection(env).find({}, {"delta_version": 1})}
+    reliability_report.record(
+        scenario="3 Mongo sync SIGKILLed mid-write",
+        load=f"{len(ids)} customers, 300 changed",
+        faults=1,
+        rows_lost=sum(c not in docs for c in ids) + sum(docs.get(c) != target for c in ids[:300]),
+        rows_duplicated=collection(env).count_documents({}) - len(docs),
+        detail=f"{path}: {halfway} of 300 changes written when killed, watermark held at {first}",
+    )
     assert result.delta_version == target and result.verification.ok
     assert synced_version(env) == target
     assert_mongo_equals_delta(spark, env)
@@ -188,8 +202,9 @@ def _build(settings: Settings) -> Settings:
     return settings.model_copy(update={"mongo": mongo})
 
 
+@pytest.mark.reliability
 def test_readers_never_miss_a_customer_during_a_full_resync(
-    spark: SparkSession, settings: Settings, tmp_path: Path
+    spark: SparkSession, settings: Settings, tmp_path: Path, reliability_report: Any
 ) -> None:
     env = isolated(settings, tmp_path, batch_size=50)
     ids = customer_ids(500)
@@ -215,6 +230,12 @@ def test_readers_never_miss_a_customer_during_a_full_resync(
         reader.join(timeout=30)
     collection(env).database.client.drop_database(env.mongo.database)
 
+    reliability_report.record(
+        scenario="4 full resync under readers",
+        load=f"{lookups[0]} lookups during 2 swaps",
+        faults=2,
+        rows_lost=missing[0],
+    )
     assert [r.mode for r in results] == ["full", "full"]
     assert lookups[0] > 100
     assert missing[0] == 0

@@ -1,0 +1,130 @@
+"""Scenario 9: load at 2x (fast) and 5x (slow) the measured capacity against a real uvicorn.
+
+Capacity is measured first: ``MAX_CONCURRENCY`` keep-alive connections in a closed loop,
+every answer from MongoDB (read cache off: a campaign touching many distinct customers).
+Then requests are offered at a multiple of that rate for a few seconds, whatever the
+answers. Every answer must be 200, 429 or 503 (fast refusals, never a 500 or a hang past
+the client timeout), known customers are never answered as unknown or with another score,
+resident memory stays bounded, and afterwards the service answers as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.helpers import (
+    ApiProcess,
+    api_env,
+    register_coldstart,
+    seed_mongo,
+    start_api,
+    wait_until,
+)
+from tests.reliability.load import LoadGenerator, Stats, rss_kb, server_errors
+
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
+
+KEY = "load-key-0123456789abcdef0123"
+HEADERS = {"X-API-Key": KEY}
+DATABASE = "reliability_load"
+MAX_CONCURRENCY = 8
+CUSTOMERS = 2_000
+MEASURE_S, RECOVER_S = 3.0, 3.0
+RSS_GROWTH_LIMIT_KB = 256 * 1024  # bounded: a queue growing with the offered load would pass it
+
+
+@pytest.fixture(scope="module")
+def load_api(
+    mongo_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[ApiProcess, dict[str, Any]]]:
+    root = tmp_path_factory.mktemp("load")
+    registry = root / "mlflow"
+    registry.mkdir()
+    uri = f"sqlite:///{registry}/mlflow.db"
+    register_coldstart(tracking_uri=uri, artifact_root=registry / "artifacts", seed=1, workdir=root)
+    docs = seed_mongo(mongo_uri, database=DATABASE, n=CUSTOMERS)
+    env = api_env(
+        workdir=root,
+        mongo_uri=mongo_uri,
+        database=DATABASE,
+        tracking_uri=uri,
+        keys=[KEY],
+        max_concurrency=str(MAX_CONCURRENCY),
+        cache_max_entries="0",
+    )
+    api = start_api(env, log_path=root / "uvicorn.log", ready_path="/readyz")
+    try:
+        yield api, docs
+    finally:
+        api.stop()
+
+
+def _summary(stats: Stats) -> str:
+    codes = ", ".join(f"{code}: {n}" for code, n in sorted(stats.statuses.items()))
+    return (
+        f"{stats.sent} sent in {stats.seconds:.1f} s ({stats.sent_per_s:.0f}/s, not sent "
+        f"{stats.skipped}), {stats.ok_per_s:.0f} ok/s, {{{codes}}}, hung {stats.hung}, "
+        f"degraded {stats.degraded}, p50 {stats.latency_ms(0.5):.0f} ms, "
+        f"p99 {stats.latency_ms(0.99):.0f} ms"
+    )
+
+
+@pytest.mark.parametrize(
+    "factor", [pytest.param(2, id="2x"), pytest.param(5, id="5x", marks=pytest.mark.slow)]
+)
+def test_overload_is_refused_fast_and_recovers(
+    load_api: tuple[ApiProcess, dict[str, Any]], factor: int, reliability_report: Any
+) -> None:
+    api, docs = load_api
+    pid = api.proc.pid
+    gen = LoadGenerator(api.url, headers=HEADERS, docs=docs, pid=pid, seed=factor)
+    seconds = 4.0 if factor == 2 else 12.0
+
+    capacity = asyncio.run(gen.closed(workers=MAX_CONCURRENCY, seconds=MEASURE_S))
+    rss_before = rss_kb(pid)
+    burst = asyncio.run(
+        gen.open(
+            rate_per_s=factor * capacity.ok_per_s,
+            seconds=seconds,
+            connections=4 * factor * MAX_CONCURRENCY,  # far above what the server admits
+        )
+    )
+    rss_after = rss_kb(pid)
+    back = wait_until(
+        lambda: (
+            (r := httpx.get(f"{api.url}/v1/customers/C00002/predictions", headers=HEADERS))
+            and r.status_code == 200
+            and r.json()["known"]
+        )
+    )
+    recovery = asyncio.run(gen.closed(workers=MAX_CONCURRENCY, seconds=RECOVER_S))
+    metrics = httpx.get(f"{api.url}/metrics").text
+
+    offered = burst.offered_per_s / capacity.ok_per_s if capacity.ok_per_s else 0.0
+    sent = burst.sent_per_s / capacity.ok_per_s if capacity.ok_per_s else 0.0
+    reliability_report.record(
+        scenario="9 load above capacity",
+        load=f"{offered:.1f}x offered ({sent:.1f}x sent) of {capacity.ok_per_s:.0f} req/s",
+        faults=0,
+        bad_inputs=0,
+        rows_lost=capacity.lost + burst.lost + recovery.lost,
+        detail=(
+            f"{factor}x: capacity {_summary(capacity)} | burst {_summary(burst)} | "
+            f"RSS {rss_before // 1024} -> peak {burst.peak_rss_kb // 1024} -> "
+            f"{rss_after // 1024} MiB | recovery {_summary(recovery)}"
+        ),
+    )
+    assert capacity.statuses[200] > 0 and set(capacity.statuses) <= {200, 503}
+    assert set(burst.statuses) <= {200, 429, 503}, burst.statuses  # never a 500
+    assert burst.hung == 0  # every request answered within the client timeout
+    assert burst.shed > 0  # above capacity, the excess is refused rather than queued
+    assert burst.peak_rss_kb - rss_before < RSS_GROWTH_LIMIT_KB
+    assert back
+    assert set(recovery.statuses) == {200} and recovery.hung == 0
+    assert capacity.lost == burst.lost == recovery.lost == 0
+    assert server_errors(metrics) == 0
