@@ -18,8 +18,9 @@ from schemas.serving import CUSTOMER_ID_PATTERN, MODEL_NAME_PATTERN, ColdStartRe
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import Services
-from api.respond import record
-from api.routes.predictions import coldstart_lookup, single_lookup
+from api.reader import Rendered
+from api.respond import record, record_sources, served
+from api.routes.predictions import coldstart_lookup, single_lookup, today
 
 _ID = re.compile(CUSTOMER_ID_PATTERN)
 _MODEL = re.compile(MODEL_NAME_PATTERN)
@@ -74,10 +75,7 @@ class FastSingleLookup:
             return
         plain = plain_single_lookup(scope)
         if plain is not None:
-            services: Services = scope["app"].state.services
-            result = await single_lookup(services, customer_id=plain[0], model=plain[1])
-            record(scope, services, route="single", answers=[result], degraded=result.degraded)
-            await _json(send, result.model_dump_json().encode())
+            await self._single(scope, send, customer_id=plain[0], model=plain[1])
             return
         cold_id = plain_coldstart(scope)
         if cold_id is None:
@@ -97,6 +95,43 @@ class FastSingleLookup:
         result = await coldstart_lookup(services, customer_id=cold_id, context=request.context)
         record(scope, services, route="coldstart", answers=[result], degraded=result.degraded)
         await _json(send, result.model_dump_json().encode())
+
+    async def _single(
+        self, scope: Scope, send: Send, *, customer_id: str, model: str | None
+    ) -> None:
+        """One customer; with a model named, an answer whose predictions all came from the
+        batch is kept rendered until the next sync (or the next day: ``stale`` moves with
+        the date). Answers with priors are not kept: priors have their own refresh."""
+        services: Services = scope["app"].state.services
+        reader = services.reader
+        key, day = (customer_id, model or ""), today()
+        kept = reader.rendered_answer(key, day) if model is not None else None
+        if kept is not None:
+            record_sources(
+                scope,
+                services,
+                route="single",
+                sources=list(kept.sources),
+                served=lambda: list(kept.served),
+                degraded=False,
+            )
+            await _json(send, kept.body)
+            return
+        generation = reader.generation
+        result = await single_lookup(services, customer_id=customer_id, model=model)
+        record(scope, services, route="single", answers=[result], degraded=result.degraded)
+        body = result.model_dump_json().encode()
+        sources = tuple(p.source for p in result.predictions)
+        if (
+            model is not None
+            and reader.max_entries > 0
+            and not result.degraded
+            and all(s == "batch" for s in sources)
+        ):
+            reader.remember_rendered(
+                generation, key, day, Rendered(body, sources, tuple(served([result])))
+            )
+        await _json(send, body)
 
 
 async def _json(send: Send, body: bytes) -> None:

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import numpy as np
 
 HASHES = 7
+_blake2b = hashlib.blake2b
+_from_bytes = int.from_bytes
 
 
 def _hash_pair(customer_id: str) -> tuple[int, int]:
@@ -37,12 +39,17 @@ class KnownIds:
                 positions = (pairs[:, :1] + steps * pairs[:, 1:]) % np.uint64(self.bits)
             positions = positions.ravel()
             np.bitwise_or.at(self.array, positions // 8, (1 << (positions % 8)).astype(np.uint8))
+        # Looked up as ``bytes``: indexing gives a plain int (a numpy scalar per probe costs
+        # more than the rest of the check).
+        self.table = self.array.tobytes()
 
     def might_contain(self, customer_id: str) -> bool:
-        h1, h2 = _hash_pair(customer_id)
-        bits, array = self.bits, self.array
+        digest = _blake2b(customer_id.encode("utf-8"), digest_size=16).digest()
+        h1 = _from_bytes(digest[:8], "little")
+        h2 = _from_bytes(digest[8:], "little") | 1
+        bits, table = self.bits, self.table
         for i in range(HASHES):
             pos = ((h1 + i * h2) & 0xFFFFFFFFFFFFFFFF) % bits
-            if not array[pos >> 3] & (1 << (pos & 7)):
+            if not table[pos >> 3] & (1 << (pos & 7)):
                 return False
         return True

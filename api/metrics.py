@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -53,15 +54,26 @@ class Metrics:
             "Version of the cold-start model being served (0: none).",
             registry=self.registry,
         )
+        # Label children by value (``labels()`` takes a lock and builds a key on every call).
+        self._answers: dict[tuple[str, str], Any] = {}
+        self._latency: dict[tuple[str, str], Any] = {}
 
     def observe(self, *, route: str, sources: Iterable[str], seconds: float, degraded: bool) -> str:
         """Count every answer's source; time the request under its source (``mixed`` if several)."""
-        seen: set[str] = set()
+        counts: dict[str, int] = {}
         for source in sources:
-            self.answers.labels(route, source).inc()
-            seen.add(source)
-        label = seen.pop() if len(seen) == 1 else ("mixed" if seen else "none")
-        self.latency.labels(route, label).observe(seconds)
+            counts[source] = counts.get(source, 0) + 1
+        answers = self._answers
+        for source, n in counts.items():
+            child = answers.get((route, source))
+            if child is None:
+                child = answers[(route, source)] = self.answers.labels(route, source)
+            child.inc(n)
+        label = next(iter(counts)) if len(counts) == 1 else ("mixed" if counts else "none")
+        child = self._latency.get((route, label))
+        if child is None:
+            child = self._latency[(route, label)] = self.latency.labels(route, label)
+        child.observe(seconds)
         if degraded:
             self.degraded.labels(route).inc()
         return label

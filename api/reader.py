@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from pymongo.errors import PyMongoError
 from schemas.settings import ApiSettings
@@ -27,6 +28,14 @@ from api.store import PredictionStore
 log = logging.getLogger("lakescore.api.reader")
 _UNSET = object()
 Doc = dict[str, Any]
+
+
+class Rendered(NamedTuple):
+    """One answer ready to send: its JSON bytes, and what metrics and the log need."""
+
+    body: bytes
+    sources: tuple[str, ...]
+    served: tuple[dict[str, Any], ...]
 
 
 class StoreUnavailableError(RuntimeError):
@@ -43,6 +52,7 @@ class Reader:
         self.coalesce = cfg.coalesce_reads
         self._pending: dict[str, asyncio.Future[Doc | None]] = {}
         self._fetches: set[asyncio.Task[None]] = set()
+        self._reads = 0  # single-lookup reads out at the store now
         self.known: KnownIds | None = None
         self._known_task: asyncio.Task[None] | None = None
         self.timeout_s = cfg.store_timeout_ms / 1000
@@ -50,6 +60,10 @@ class Reader:
         self.poll_s = cfg.watermark_poll_s
         self.max_entries = cfg.cache_max_entries
         self.cache: dict[str, Doc | None] = {}
+        # Rendered answers (JSON bytes) of single lookups of one model, for the day they
+        # were rendered on (``stale`` depends on the date); cleared with the cache.
+        self.rendered: dict[tuple[str, str], Rendered] = {}
+        self.rendered_day: dt.date | None = None
         self.generation = 0
         self.watermark: Any = _UNSET
         self.down_until = 0.0
@@ -65,7 +79,7 @@ class Reader:
             coro.close()
             raise StoreUnavailableError("store marked down")
         try:
-            async with asyncio.timeout(self.timeout_s * 2):  # the driver's own timeout comes first
+            async with asyncio.timeout(self.timeout_s):  # the budget (the driver has none)
                 return await coro
         except (PyMongoError, TimeoutError) as exc:
             self.down_until = time.monotonic() + self.retry_after_s
@@ -84,9 +98,15 @@ class Reader:
             return self.cache[customer_id]
         if self._surely_absent(customer_id):
             return None
-        if not self.coalesce:
+        if not self.coalesce or (self._reads == 0 and not self._pending):
+            # Nothing in flight to share a round trip with: read at once (no extra loop
+            # turns); lookups arriving while this read is out are coalesced as usual.
             generation = self.generation
-            doc = await self._call(self.store.get(customer_id))
+            self._reads += 1
+            try:
+                doc = await self._call(self.store.get(customer_id))
+            finally:
+                self._reads -= 1
             self._remember(generation, {customer_id: doc})
             return doc
         future = self._pending.get(customer_id)
@@ -108,6 +128,7 @@ class Reader:
     async def _fetch(self, batch: dict[str, asyncio.Future[Doc | None]]) -> None:
         generation = self.generation
         ids = list(batch)
+        self._reads += 1
         try:
             if len(ids) == 1:
                 doc = await self._call(self.store.get(ids[0]))
@@ -120,6 +141,8 @@ class Reader:
                     future.set_exception(StoreUnavailableError(str(exc)))
                     future.exception()  # retrieved here: a caller may have gone away
             return
+        finally:
+            self._reads -= 1
         docs = {cid: found.get(cid) for cid in ids}
         self._remember(generation, docs)
         for cid, future in batch.items():
@@ -160,9 +183,28 @@ class Reader:
             self.cache.clear()  # crude but bounded; a sync clears it anyway
         self.cache.update(docs)
 
+    def rendered_answer(self, key: tuple[str, str], day: dt.date) -> Rendered | None:
+        if day != self.rendered_day:
+            self.rendered.clear()
+            self.rendered_day = day
+            return None
+        return self.rendered.get(key)
+
+    def remember_rendered(
+        self, generation: int, key: tuple[str, str], day: dt.date, value: Rendered
+    ) -> None:
+        """Keep an answer rendered from data read in ``generation`` (else it may be older
+        than the last sync) on ``day``."""
+        if self.max_entries <= 0 or generation != self.generation or day != self.rendered_day:
+            return
+        if len(self.rendered) >= self.max_entries:
+            self.rendered.clear()  # crude but bounded, as the document cache
+        self.rendered[key] = value
+
     def invalidate(self) -> None:
         self.generation += 1
         self.cache.clear()
+        self.rendered.clear()
         self.known = None  # nothing is skipped until the filter of the new sync is built
         self.store.invalidate()
         # No watermark means no completed sync: the collection may be mid-write, so a

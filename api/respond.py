@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from fastapi import Request, Response
 from pydantic import BaseModel
@@ -33,10 +35,43 @@ def record(
     answers: list[CustomerPredictions],
     degraded: bool,
 ) -> None:
+    record_sources(
+        scope,
+        services,
+        route=route,
+        sources=[p.source for a in answers for p in a.predictions],
+        served=lambda: served(answers),
+        degraded=degraded,
+    )
+
+
+def served(answers: list[CustomerPredictions]) -> list[dict[str, Any]]:
+    """What the request log keeps of each prediction served (never scores or keys)."""
+    return [
+        {
+            "customer_id": a.customer_id,
+            "model_name": p.model_name,
+            "model_version": p.model_version,
+            "source": p.source,
+        }
+        for a in answers
+        for p in a.predictions
+    ]
+
+
+def record_sources(
+    scope: Scope,
+    services: Services,
+    *,
+    route: str,
+    sources: list[str],
+    served: Callable[[], list[dict[str, Any]]],
+    degraded: bool,
+) -> None:
+    """Metrics for every request; the request log's line (built only when sampled)."""
     state = scope.get("state", {})
     started = state.get("t0")
     latency = time.perf_counter() - started if started is not None else 0.0
-    sources = [p.source for a in answers for p in a.predictions]
     services.metrics.observe(route=route, sources=sources, seconds=latency, degraded=degraded)
     log = services.request_log
     if log.sampled():
@@ -45,14 +80,5 @@ def record(
             route=route,
             latency_s=latency,
             degraded=degraded,
-            answers=[
-                {
-                    "customer_id": a.customer_id,
-                    "model_name": p.model_name,
-                    "model_version": p.model_version,
-                    "source": p.source,
-                }
-                for a in answers
-                for p in a.predictions
-            ],
+            answers=served(),
         )

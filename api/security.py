@@ -45,6 +45,9 @@ class KeyGuard:
         self.per_key = {d.lower(): r for d, r in cfg.rate_limit_per_key.items()}
         self.burst = cfg.rate_limit_burst
         self.buckets: dict[str, TokenBucket] = {}
+        # Presented keys already found valid -> their digest: a hit skips the sha256 and the
+        # comparisons. Only valid keys are remembered (at most one entry per configured key).
+        self._accepted: dict[str, str] = {}
         if not self.digests:
             log.warning("no API keys configured: the lookup API is open (local development only)")
 
@@ -52,13 +55,17 @@ class KeyGuard:
         """The caller's key digest; raises 401/429. ``None`` when auth is off."""
         if not self.digests:
             return None
-        digest = key_digest(presented) if presented else ""
-        if not any(hmac.compare_digest(digest, known) for known in self.digests):
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing or invalid API key",
-                headers={"WWW-Authenticate": "ApiKey"},
-            )
+        digest = self._accepted.get(presented) if presented else None
+        if digest is None:
+            digest = key_digest(presented) if presented else ""
+            if not any(hmac.compare_digest(digest, known) for known in self.digests):
+                raise HTTPException(
+                    status.HTTP_401_UNAUTHORIZED,
+                    "missing or invalid API key",
+                    headers={"WWW-Authenticate": "ApiKey"},
+                )
+            if presented and len(self._accepted) < 4 * len(self.digests):
+                self._accepted[presented] = digest
         rate = self.per_key.get(digest, self.default_rate)
         if rate > 0:
             bucket = self.buckets.get(digest)

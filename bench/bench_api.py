@@ -11,6 +11,12 @@ driver baseline it is compared with.
 Reported: p50/p99 latency and requests/s; ratios against bare ``find_one`` at the same
 concurrency (single lookups), one bare ``$in`` for the same 100 ids (batch), and the
 constant endpoint (cold start, cache hits).
+
+Two references at 1 connection say what the target can be there: the constant endpoint
+(the cost of the HTTP hop alone) and a bare ASGI callable that does one ``find_one`` per
+request and nothing else (``raw_find_one_app``: the least any HTTP API over the driver
+can cost, on the same client, server and machine). They are extra rows; no baseline
+changed.
 """
 
 from __future__ import annotations
@@ -52,6 +58,36 @@ def constant_app() -> Any:
     @app.post("/constant")
     async def constant_post() -> Response:
         return Response(body, media_type="application/json")
+
+    return app
+
+
+def raw_find_one_app() -> Any:
+    """A reference, not a target: the least any HTTP API over the driver can cost. A bare ASGI
+    callable (no framework, no checks) answering ``GET /raw/{id}`` with one ``find_one``
+    (``--factory``). Its ratio to bare ``find_one`` at 1 connection is the ceiling of that
+    ratio for the real API, whose answers cross the same extra HTTP hop."""
+    from pymongo import AsyncMongoClient
+
+    state: dict[str, Any] = {}
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(os.environ["MONGO_URI"])
+                state["client"] = client
+                state["coll"] = client[DATABASE]["predictions"]
+                await send({"type": "lifespan.startup.complete"})
+            await state["client"].close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        body = b"{}"
+        if scope["path"].startswith("/raw/"):
+            doc = await state["coll"].find_one({"_id": scope["path"][5:]})
+            body = json.dumps({"score": (doc or {}).get("models", {})}, default=str).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     return app
 
@@ -243,6 +279,7 @@ def main() -> None:
             ("api", "api.main:create_app", _api_env(tmp, mongo_uri, tracking, cache=0)),
             ("cached", "api.main:create_app", _api_env(tmp, mongo_uri, tracking, cache=10**6)),
             ("constant", "bench.bench_api:constant_app", {}),
+            ("raw", "bench.bench_api:raw_find_one_app", {"MONGO_URI": mongo_uri}),
         ):
             proc, url = _start_uvicorn(target, env, tmp / f"{name}.log")
             procs.append(proc)
@@ -260,40 +297,71 @@ def main() -> None:
         const_get = [{"method": "GET", "path": "/constant"}]
         const_post = [{"method": "POST", "path": "/constant", "body": {"context": contexts[0]}}]
 
-        def run(label: str, kind: str, target: str, reqs: Any, conns: int) -> dict[str, Any]:
-            """Best of ``REPEATS`` (this machine is shared and noisy; the best run is the
-            least disturbed one, for the subject and its baseline alike)."""
-            results = [_run_load(kind, target, reqs, conns, tmp) for _ in range(REPEATS)]
-            result = max(results, key=lambda r: r["requests"])
-            rows.append((label, result))
-            report.add(Measurement(name=label, seconds=result["seconds"], rows=result["requests"]))
-            print(f"  {label:<44} {result['requests'] / result['seconds']:8.0f} req/s  "
-                  f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  {result['status']}", flush=True)  # fmt: skip
-            return result
+        Spec = tuple[str, str, str, Any, int]  # label, kind, target, requests, connections
+
+        def group(*specs: Spec) -> list[dict[str, Any]]:
+            """Best of ``REPEATS`` per row, the rows of a group taken in turns (A B C A B C).
+
+            This machine is shared and noisy: the best run is the least disturbed one, for
+            the subject and its baseline alike. Taking the runs of a subject and of its
+            baselines in turns (rather than all runs of one, then all of the other) gives
+            them the same exposure to the machine's slow and busy spells."""
+            runs: list[list[dict[str, Any]]] = [[] for _ in specs]
+            for _ in range(REPEATS):
+                for i, (_label, kind, target, reqs, conns) in enumerate(specs):
+                    runs[i].append(_run_load(kind, target, reqs, conns, tmp))
+            best = []
+            for (label, *_), results in zip(specs, runs, strict=True):
+                result = max(results, key=lambda r: r["requests"])
+                rows.append((label, result))
+                report.add(Measurement(name=label, seconds=result["seconds"], rows=result["requests"]))  # fmt: skip
+                print(f"  {label:<44} {result['requests'] / result['seconds']:8.0f} req/s  "
+                      f"p50 {result['p50_ms']:6.2f} ms  p99 {result['p99_ms']:6.2f} ms  {result['status']}", flush=True)  # fmt: skip
+                best.append(result)
+            return best
 
         single_ids = [r["path"].split("/")[3] for r in single]
         _warm(servers["cached"], [*single_ids, *batch_ids])
         bare_ids = single_ids
-        for conns in (1, 16, 64):
-            drv = run(f"bare find_one c{conns}", "find_one", mongo_uri, bare_ids, conns)
-            api = run(f"api single (no cache) c{conns}", "http", servers["api"], single, conns)
-            hit = run(f"api single (cache hits) c{conns}", "http", servers["cached"], single, conns)
+        raw = [{"method": "GET", "path": f"/raw/{c}"} for c in single_ids]
+        # At 1 connection, two references: the HTTP hop alone (constant), and the least any
+        # HTTP API over the driver costs (raw ASGI + find_one).
+        drv, const1, raw1, api, hit = group(
+            ("bare find_one c1", "find_one", mongo_uri, bare_ids, 1),
+            ("constant GET c1", "http", servers["constant"], const_get, 1),
+            ("raw ASGI + find_one c1 (reference)", "http", servers["raw"], raw, 1),
+            ("api single (no cache) c1", "http", servers["api"], single, 1),
+            ("api single (cache hits) c1", "http", servers["cached"], single, 1),
+        )
+        _ratios(report, "single c1 vs bare find_one", api, drv)
+        _ratios(report, "single cache-hit c1 vs bare find_one", hit, drv)
+        _ratios(report, "raw ASGI + find_one c1 vs bare find_one", raw1, drv)
+        _ratios(report, "single c1 vs raw ASGI + find_one", api, raw1)
+        _ratios(report, "single cache-hit c1 vs constant GET c1", hit, const1)
+        for conns in (16, 64):
+            drv, api, hit = group(
+                (f"bare find_one c{conns}", "find_one", mongo_uri, bare_ids, conns),
+                (f"api single (no cache) c{conns}", "http", servers["api"], single, conns),
+                (f"api single (cache hits) c{conns}", "http", servers["cached"], single, conns),
+            )
             _ratios(report, f"single c{conns} vs bare find_one", api, drv)
             _ratios(report, f"single cache-hit c{conns} vs bare find_one", hit, drv)
         for conns in (1, 16):
-            bare_in = run(f"bare $in 100 ids c{conns}", "in", mongo_uri, batch_ids, conns)
-            api_b = run(f"api batch 100 (no cache) c{conns}", "http", servers["api"], batch, conns)
-            hit_b = run(
-                f"api batch 100 (cache hits) c{conns}", "http", servers["cached"], batch, conns
+            bare_in, api_b, hit_b = group(
+                (f"bare $in 100 ids c{conns}", "in", mongo_uri, batch_ids, conns),
+                (f"api batch 100 (no cache) c{conns}", "http", servers["api"], batch, conns),
+                (f"api batch 100 (cache hits) c{conns}", "http", servers["cached"], batch, conns),
             )
             _ratios(report, f"batch100 c{conns} vs bare $in", api_b, bare_in)
             _ratios(report, f"batch100 cache-hit c{conns} vs bare $in", hit_b, bare_in)
-        const = run("constant GET c16", "http", servers["constant"], const_get, 16)
-        const_p = run("constant POST c16", "http", servers["constant"], const_post, 16)
-        hit16 = next(r for label, r in rows if label == "api single (cache hits) c16")
+        const, const_p, hit16, cold_nc, cold_hit = group(
+            ("constant GET c16", "http", servers["constant"], const_get, 16),
+            ("constant POST c16", "http", servers["constant"], const_post, 16),
+            ("api single (cache hits) c16, again", "http", servers["cached"], single, 16),
+            ("api coldstart (no cache) c16", "http", servers["api"], cold, 16),
+            ("api coldstart (cache hits) c16", "http", servers["cached"], cold, 16),
+        )
         _ratios(report, "single cache-hit c16 vs constant", hit16, const)
-        cold_nc = run("api coldstart (no cache) c16", "http", servers["api"], cold, 16)
-        cold_hit = run("api coldstart (cache hits) c16", "http", servers["cached"], cold, 16)
         _ratios(report, "coldstart c16 vs constant POST", cold_nc, const_p)
         _ratios(report, "coldstart cache-hit c16 vs constant POST", cold_hit, const_p)
         report.notes["latency_ms"] = {label: {k: r[k] for k in ("p50_ms", "p99_ms", "status")} for label, r in rows}  # fmt: skip

@@ -40,7 +40,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _today() -> dt.date:
+def today() -> dt.date:
+    """The UTC date (staleness is counted in UTC days)."""
     return dt.datetime.now(dt.UTC).date()
 
 
@@ -91,7 +92,7 @@ async def single_lookup(
         settings=services.settings,
         model=model,
         degraded=degraded,
-        today=_today(),
+        today=today(),
     )
 
 
@@ -117,7 +118,7 @@ async def batch_predictions(
     except StoreUnavailableError:
         degraded = True
     priors = await _priors(services)
-    today = _today()
+    day = today()
     results = [
         answer(
             customer_id=cid,
@@ -126,7 +127,7 @@ async def batch_predictions(
             settings=services.settings,
             model=body.model,
             degraded=degraded,
-            today=today,
+            today=day,
         )
         for cid in body.customer_ids
     ]
@@ -179,5 +180,5 @@ async def coldstart_lookup(
         priors=priors,
         settings=services.settings,
         degraded=degraded,
-        today=_today(),
+        today=today(),
     )

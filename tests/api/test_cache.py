@@ -81,3 +81,36 @@ def test_new_customers_skip_the_database(api: ApiProcess, headers: dict[str, str
         json={"context": {"channel": "web", "first_order_amount": 10.0}},
     ).json()["predictions"]
     assert pred["source"] == "coldstart"
+
+
+def test_a_sync_invalidates_rendered_answers(
+    api: ApiProcess, headers: dict[str, str], mongo_uri: str, api_docs: dict[str, Any]
+) -> None:
+    """Lookups of one model are kept rendered (JSON bytes) until the watermark moves."""
+
+    def one(cid: str) -> tuple[str, float]:
+        resp = httpx.get(
+            f"{api.url}/v1/customers/{cid}/predictions",
+            params={"model": MODEL},
+            headers=headers,
+            timeout=10,
+        )
+        [pred] = resp.json()["predictions"]
+        return pred["source"], pred["score"]
+
+    old = api_docs["C00296"]["models"][MODEL]["score"]
+    assert one("C00296") == ("batch", old)
+    assert one("C00296") == ("batch", old)  # the second one is served rendered
+    client: MongoClient[dict[str, Any]] = MongoClient(mongo_uri)
+    try:
+        today = dt.datetime.now(dt.UTC).date()
+        client[DATABASE]["predictions"].replace_one(
+            {"_id": "C00296"}, doc("C00296", score=0.777, score_date=today)
+        )
+        assert one("C00296") == ("batch", old)  # not announced yet
+        current = client[DATABASE]["sync_state"].find_one({"_id": "predictions"})
+        version = int((current or {}).get("delta_version") or 1) + 1
+        set_watermark(client, database=DATABASE, version=version)
+        assert wait_until(lambda: one("C00296") == ("batch", 0.777))
+    finally:
+        client.close()

@@ -104,7 +104,10 @@ def test_overload_gets_fast_503s_not_hangs(degraded_api: ApiProcess) -> None:
     assert _get(degraded_api, "C00010").status_code == 200  # and it recovers at once
 
 
-def test_mongo_down_then_back(degraded_api: ApiProcess, own_mongo: dict[str, Any]) -> None:
+@pytest.mark.reliability
+def test_mongo_down_then_back(
+    degraded_api: ApiProcess, own_mongo: dict[str, Any], reliability_report: Any
+) -> None:
     api = degraded_api
     # Precondition: the API serves from the store (the first read may still be opening
     # its connection within the 200 ms budget).
@@ -141,6 +144,14 @@ def test_mongo_down_then_back(degraded_api: ApiProcess, own_mongo: dict[str, Any
     assert all(r["degraded"] and not r["known"] for r in batch["results"])
 
     ready = httpx.get(f"{api.url}/readyz", timeout=10)
+    answered = [single.status_code == 200, "predictions" in cold, len(batch["results"]) == 2]
+    reliability_report.record(
+        scenario="5 MongoDB stopped while serving",
+        load="sequential lookups",
+        faults=1,
+        rows_lost=answered.count(False),  # requests that got no answer during the outage
+        detail=f"single lookup answered degraded in {single.elapsed.total_seconds() * 1e3:.0f} ms",
+    )
     assert ready.status_code == 503
     assert ready.json()["store"] == "unreachable"
     assert httpx.get(f"{api.url}/healthz", timeout=10).status_code == 200

@@ -22,7 +22,8 @@ from tests.api.helpers import (
 )
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.e2e
+# All three in reliability runs too: the registry-down test needs the cache the first one fills.
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 HEADERS = {"X-API-Key": MAIN_KEY}
 CONTEXT = {"country": "US", "channel": "email", "days_since_signup": 40, "first_order_items": 2}
 
@@ -91,7 +92,9 @@ def test_alias_change_is_picked_up_without_restart(lifecycle: dict[str, Any]) ->
         api.stop()
 
 
-def test_registry_down_serves_the_cached_model(lifecycle: dict[str, Any]) -> None:
+def test_registry_down_serves_the_cached_model(
+    lifecycle: dict[str, Any], reliability_report: Any
+) -> None:
     """Runs after the alias test: the disk cache holds v2; the registry is unreachable."""
     down = f"http://127.0.0.1:{free_port()}"
     api = start_api(
@@ -102,6 +105,12 @@ def test_registry_down_serves_the_cached_model(lifecycle: dict[str, Any]) -> Non
         assert ready["status"] == "ready"
         assert ready["registry"] == "unreachable"
         pred = _coldstart(api)
+        reliability_report.record(
+            scenario="6 registry unreachable: API",
+            load="fresh start, registry down",
+            faults=1,
+            detail=f"served cold-start v{pred['model_version']} from its disk cache",
+        )
         assert (pred["model_version"], pred["source"]) == ("2", "coldstart")
     finally:
         api.stop()

@@ -45,9 +45,18 @@ def _run(api: ApiProcess, out: Path, *, checks: str, mode: str) -> dict[str, Any
     return data
 
 
-def test_no_server_errors_positive_and_negative(api: ApiProcess, api_workdir: Path) -> None:
+@pytest.mark.reliability
+def test_no_server_errors_positive_and_negative(
+    api: ApiProcess, api_workdir: Path, reliability_report: Any
+) -> None:
     result = _run(api, api_workdir, checks="not_a_server_error,negative_data_rejection", mode="all")
     cases = result["test_cases"]
+    reliability_report.record(
+        scenario="S schemathesis (positive + negative)",
+        load=f"{result['operations']['tested']} operations",
+        bad_inputs=int(cases["generated"]),
+        detail=f"{len(result['failures'])} failures, {len(result['errors'])} errors",
+    )
     print(
         f"schemathesis: {cases['generated']} cases on {result['operations']['tested']} operations"
     )

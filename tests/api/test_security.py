@@ -12,7 +12,7 @@ import pytest
 from tests.api.conftest import LIMITED_KEY, MAIN_KEY
 from tests.api.helpers import ApiProcess, wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 # Ids that must never match anyone: operators, paths, huge strings, NUL bytes, odd unicode.
 HOSTILE_IDS = [
@@ -48,7 +48,7 @@ def _no_other_customer(resp: httpx.Response, customer_id: str) -> None:
     assert '"source":"batch"' not in resp.text.replace(" ", "")
 
 
-def test_no_key_or_wrong_key_is_401(api: ApiProcess) -> None:
+def test_no_key_or_wrong_key_is_401(api: ApiProcess, reliability_report: Any) -> None:
     for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": MAIN_KEY + "x"}, {"X-API-Key": ""}):
         for method, path, body in (
             ("GET", "/v1/customers/C00042/predictions", None),
@@ -56,6 +56,7 @@ def test_no_key_or_wrong_key_is_401(api: ApiProcess) -> None:
             ("POST", "/v1/customers/C00042/coldstart", {}),
         ):
             resp = httpx.request(method, api.url + path, headers=headers, json=body, timeout=10)
+            reliability_report.record(scenario="S missing or wrong API key", bad_inputs=1)
             assert resp.status_code == 401, (headers, path)
             assert "C00042" not in resp.text
     ok = httpx.get(api.url + "/v1/customers/C00042/predictions", headers={"X-API-Key": MAIN_KEY})
@@ -88,8 +89,9 @@ def test_rate_limited_key_gets_429_and_others_do_not(api: ApiProcess) -> None:
 
 @pytest.mark.parametrize("customer_id", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
 def test_hostile_ids_in_the_path_are_4xx(
-    api: ApiProcess, headers: dict[str, str], customer_id: str
+    api: ApiProcess, headers: dict[str, str], customer_id: str, reliability_report: Any
 ) -> None:
+    reliability_report.record(scenario="S hostile ids and operator injection", bad_inputs=2)
     path = "/v1/customers/" + quote(customer_id, safe="") + "/predictions"
     _no_other_customer(httpx.get(api.url + path, headers=headers, timeout=10), customer_id)
     path = "/v1/customers/" + quote(customer_id, safe="") + "/coldstart"
@@ -100,8 +102,9 @@ def test_hostile_ids_in_the_path_are_4xx(
 
 @pytest.mark.parametrize("customer_id", HOSTILE_IDS, ids=range(len(HOSTILE_IDS)))
 def test_hostile_ids_in_batch_bodies_are_4xx(
-    api: ApiProcess, headers: dict[str, str], customer_id: str
+    api: ApiProcess, headers: dict[str, str], customer_id: str, reliability_report: Any
 ) -> None:
+    reliability_report.record(scenario="S hostile ids and operator injection", bad_inputs=1)
     resp = httpx.post(
         api.url + "/v1/predictions/batch",
         headers={**headers, "content-type": "application/json"},
@@ -130,8 +133,9 @@ def test_hostile_ids_in_batch_bodies_are_4xx(
     ids=range(6),
 )
 def test_malformed_batch_bodies_are_4xx(
-    api: ApiProcess, headers: dict[str, str], raw: bytes
+    api: ApiProcess, headers: dict[str, str], raw: bytes, reliability_report: Any
 ) -> None:
+    reliability_report.record(scenario="S hostile ids and operator injection", bad_inputs=1)
     resp = httpx.post(
         api.url + "/v1/predictions/batch",
         headers={**headers, "content-type": "application/json"},
@@ -156,7 +160,10 @@ def test_malformed_batch_bodies_are_4xx(
         [{"customer_ids": ["C00042"]}],
     ],
 )
-def test_operator_bodies_are_422(api: ApiProcess, headers: dict[str, str], body: Any) -> None:
+def test_operator_bodies_are_422(
+    api: ApiProcess, headers: dict[str, str], body: Any, reliability_report: Any
+) -> None:
+    reliability_report.record(scenario="S hostile ids and operator injection", bad_inputs=1)
     resp = httpx.post(api.url + "/v1/predictions/batch", headers=headers, json=body, timeout=10)
     assert resp.status_code == 422
     assert '"source":"batch"' not in resp.text.replace(" ", "")
@@ -167,13 +174,16 @@ def test_operator_bodies_are_422(api: ApiProcess, headers: dict[str, str], body:
     ["id[$ne]=", "customer_id[$ne]=x", "$where=1", "model[$ne]=x", "model=%00", "model=$ne"],
 )
 def test_operator_query_strings_are_4xx(
-    api: ApiProcess, headers: dict[str, str], query: str
+    api: ApiProcess, headers: dict[str, str], query: str, reliability_report: Any
 ) -> None:
+    reliability_report.record(scenario="S hostile ids and operator injection", bad_inputs=1)
     resp = httpx.get(api.url + "/v1/customers/C00042/predictions?" + query, headers=headers)
     assert 400 <= resp.status_code < 500
 
 
-def test_nothing_enumerates_customers(api: ApiProcess, headers: dict[str, str]) -> None:
+def test_nothing_enumerates_customers(
+    api: ApiProcess, headers: dict[str, str], reliability_report: Any
+) -> None:
     for path in (
         "/v1/customers",
         "/v1/customers/",
@@ -181,6 +191,7 @@ def test_nothing_enumerates_customers(api: ApiProcess, headers: dict[str, str]) 
         "/v1/customers/*/predictions",
     ):
         resp = httpx.get(api.url + path, headers=headers)
+        reliability_report.record(scenario="S no endpoint enumerates customers", bad_inputs=1)
         assert resp.status_code in (401, 404, 405, 422), path
         assert "C000" not in resp.text
     spec = httpx.get(api.url + "/openapi.json").json()
@@ -190,7 +201,7 @@ def test_nothing_enumerates_customers(api: ApiProcess, headers: dict[str, str]) 
 
 
 def test_request_log_is_sampled_and_never_holds_keys(
-    api: ApiProcess, headers: dict[str, str]
+    api: ApiProcess, headers: dict[str, str], reliability_report: Any
 ) -> None:
     resp = httpx.get(api.url + "/v1/customers/C00044/predictions", headers=headers)
     request_id = resp.headers["x-request-id"]
@@ -214,6 +225,12 @@ def test_request_log_is_sampled_and_never_holds_keys(
     ]
     assert line["latency_ms"] >= 0
     everything = log_path.read_text() + api.log_path.read_text()
+    leaked = [k for k in (MAIN_KEY, LIMITED_KEY) if k in everything]
+    reliability_report.record(
+        scenario="S no keys in logs",
+        load=f"{len(everything.splitlines())} log lines",
+        detail=f"{len(leaked)} of 2 keys found in the request and process logs",
+    )
     for key in (MAIN_KEY, LIMITED_KEY):
         assert key not in everything
 

@@ -165,3 +165,68 @@ def test_fast_path_takes_only_plainly_valid_lookups(
     scope = {"type": "http", "method": "GET", "path": path, "raw_path": raw, "query_string": query}
     assert plain_single_lookup(scope) == expected
     assert plain_single_lookup({**scope, "method": "POST"}) is None
+
+
+def test_planned_encoder_and_single_row_scorer_match_the_originals(model: ColdStartModel) -> None:
+    """The serving shortcuts give exactly what ``encode`` and ``Booster.predict`` give."""
+    import itertools
+
+    from api.fastscore import SingleRowScorer
+
+    assert isinstance(model._scorer, SingleRowScorer)
+    values = {
+        "country": ["US", "XX", None],
+        "channel": ["web", "email", None],
+        "device": ["desktop", None],
+        "days_since_signup": [0, 17, None],
+        "first_order_amount": [0.0, 49.99, None],
+        "first_order_items": [3, None],
+    }
+    for combo in itertools.product(*values.values()):
+        context = ColdStartContext(**dict(zip(values, combo, strict=True)))
+        expected_row = encode(context, model.spec)
+        row = model.encode(context)
+        assert [(math.isnan(a), a if a == a else 0) for a in row] == [
+            (math.isnan(b), b if b == b else 0) for b in expected_row
+        ]
+        if any(v is not None for v in combo):
+            expected = float(np.clip(model.booster.predict(np.asarray([expected_row]))[0], 0, 1))
+            assert model.answer(context) == (expected, "coldstart")  # bit for bit
+        else:
+            assert model.answer(context) == (GLOBAL_PRIOR, "segment_prior")
+
+
+def test_metrics_count_every_source_and_time_the_request_once() -> None:
+    from api.metrics import Metrics
+
+    metrics = Metrics()
+    label = metrics.observe(
+        route="batch", sources=["batch", "prior", "batch"], seconds=0.002, degraded=True
+    )
+    assert label == "mixed"
+    assert metrics.observe(route="single", sources=["batch"], seconds=0.001, degraded=False) == (
+        "batch"
+    )
+    value = metrics.registry.get_sample_value
+    assert value("lakescore_api_answers_total", {"route": "batch", "source": "batch"}) == 2
+    assert value("lakescore_api_answers_total", {"route": "batch", "source": "prior"}) == 1
+    assert value("lakescore_api_degraded_total", {"route": "batch"}) == 1
+    assert value("lakescore_api_request_seconds_count", {"route": "batch", "source": "mixed"}) == 1
+
+
+def test_request_log_writes_buffered_lines_off_the_loop(tmp_path: Path) -> None:
+    import json
+
+    from api.requestlog import RequestLog
+
+    path = tmp_path / "requests.log"
+    log = RequestLog(sample_rate=1.0, path=str(path), flush_s=0.01)
+    log.start()
+    for i in range(3):
+        log.record(request_id=f"r{i}", route="single", latency_s=0.0012, degraded=False, answers=[])
+    log.stop()  # drains what is left
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["request_id"] for x in lines] == ["r0", "r1", "r2"]
+    assert lines[0] == {
+        "request_id": "r0", "route": "single", "latency_ms": 1.2, "degraded": False, "answers": [],
+    }  # fmt: skip
