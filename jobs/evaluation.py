@@ -1,4 +1,9 @@
-"""Holdout evaluation: baselines on the same rows, the calibration plot, feature importance."""
+"""Holdout evaluation: metrics and baselines per task on the same rows, plots, importance.
+
+Binary (``ordered``): the base rate (prior) and recency/frequency. Regression
+(``spend``): the training period's mean amount (prior) and the customer's last-365-day
+spend scaled to the horizon (``monetary_365d``: "spends at the same pace as last year").
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,21 @@ import numpy as np
 import pandas as pd
 
 from jobs.metrics import binary_metrics, calibration_table
+from jobs.metrics_regression import regression_metrics
+from schemas.models import ModelTask
+
+# The two metrics every summary (retrain lines, Dagster metadata) shows, per task.
+HEADLINE_METRICS: dict[ModelTask, tuple[str, str]] = {
+    "binary": ("roc_auc", "lift_top_decile"),
+    "regression": ("rmse", "gini"),
+}
+
+
+def task_metrics(task: ModelTask, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The task's metric set (``binary_metrics`` or ``regression_metrics``)."""
+    if task == "regression":
+        return regression_metrics(y_true, scores)
+    return binary_metrics(y_true, scores)
 
 
 def baseline_scores(frame: pd.DataFrame, *, prior: float) -> dict[str, np.ndarray]:
@@ -17,13 +37,25 @@ def baseline_scores(frame: pd.DataFrame, *, prior: float) -> dict[str, np.ndarra
     return {"prior": np.full(len(frame), prior), "recency_frequency": rf}
 
 
-def baseline_metrics(holdout: pd.DataFrame, *, prior: float) -> dict[str, dict[str, float]]:
+def regression_baseline_scores(
+    frame: pd.DataFrame, *, prior: float, horizon_days: int
+) -> dict[str, np.ndarray]:
+    """The mean amount, and last year's spend at the same pace over the horizon."""
+    pace = frame["monetary_365d"].to_numpy(float) * (horizon_days / 365.0)
+    return {"prior": np.full(len(frame), prior), "monetary_365d": np.nan_to_num(pace, nan=0.0)}
+
+
+def baseline_metrics(
+    holdout: pd.DataFrame, *, prior: float, task: ModelTask = "binary", horizon_days: int = 30
+) -> dict[str, dict[str, float]]:
     """Metrics of each baseline on exactly the holdout rows the candidate is judged on."""
     y = holdout["label"].to_numpy(float)
-    return {
-        name: binary_metrics(y, scores)
-        for name, scores in baseline_scores(holdout, prior=prior).items()
-    }
+    scores = (
+        regression_baseline_scores(holdout, prior=prior, horizon_days=horizon_days)
+        if task == "regression"
+        else baseline_scores(holdout, prior=prior)
+    )
+    return {name: task_metrics(task, y, s) for name, s in scores.items()}
 
 
 def feature_importance(booster: lgb.Booster) -> pd.DataFrame:

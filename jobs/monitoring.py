@@ -5,8 +5,13 @@ score quantiles, the population stability index of the champion's scores and of
 the model's most important features against the previous scored date, and the
 run's duration. ``limit_failures`` says which configured limits a row breaks;
 the pipeline turns that into blocking checks, so a bad night never syncs. Once a
-score date's labels mature (H days later), ``run_matured_backtests`` writes the
-realised AUC and top-decile lift of its predictions to ``monitoring.backtests``.
+score date's labels mature (H days later), ``run_matured_backtests`` (jobs/backtests.py)
+writes the realised AUC and top-decile lift of its predictions to ``monitoring.backtests``.
+
+Monitoring follows the primary model (``model.name``) only; additional models scored
+the same night (jobs/score.py) have rows in history and current but no score_runs
+row, drift check or backtest of their own. A regression primary model (label
+``spend``) counts finite non-negative amounts as valid scores and has no backtests.
 """
 
 from __future__ import annotations
@@ -15,25 +20,32 @@ import datetime as dt
 import json
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from jobs.backtests import run_matured_backtests
 from jobs.lake import ensure_table, read_table, table_exists, table_path
-from jobs.metrics import binary_metrics
 from jobs.psi import population_stability_index
 from jobs.registry import CHAMPION, load_booster
 from jobs.score import ScoreResult
+from schemas.models import primary_definition
 from schemas.settings import Settings
 from schemas.tables import (
-    BACKTESTS,
     CUSTOMER_FEATURES,
     PREDICTIONS_HISTORY,
     SCORE_RUNS,
-    SILVER_ORDERS,
 )
+
+__all__ = [
+    "ScoreRun",
+    "limit_failures",
+    "read_score_run",
+    "record_score_run",
+    "run_matured_backtests",  # jobs/backtests.py, re-exported for existing callers
+    "summarize_run",
+]
 
 QUANTILES = {
     "score_p01": 0.01,
@@ -107,7 +119,8 @@ def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResul
         ),
         "score",
     )
-    valid = scores[np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)]
+    binary = primary_definition(settings).task == "binary"
+    valid = scores[np.isfinite(scores) & (scores >= 0.0) & ((scores <= 1.0) | (not binary))]
     features = read_table(spark, settings, CUSTOMER_FEATURES, version=result.feature_table_version)
     today = features.where(F.col("as_of_date") == F.lit(result.score_date))
     known = today.count()
@@ -214,75 +227,3 @@ def limit_failures(run: ScoreRun, settings: Settings) -> dict[str, str]:
 def _column(frame: DataFrame, name: str) -> np.ndarray:
     table = frame.select(F.col(name).cast("double")).toArrow()
     return np.asarray(table.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)
-
-
-def run_matured_backtests(
-    spark: SparkSession, settings: Settings, *, as_of: dt.date
-) -> list[dt.date]:
-    """Backtest every scored date whose label window [D, D+H) closed before ``as_of``
-    (orders strictly before ``as_of`` are in) and that has no backtest yet."""
-    horizon = settings.model.horizon_days
-    if not table_exists(spark, settings, PREDICTIONS_HISTORY):
-        return []
-    history = read_table(spark, settings, PREDICTIONS_HISTORY).where(
-        F.col("model_name") == settings.model.name
-    )
-    last = as_of - dt.timedelta(days=horizon)
-    scored = {
-        r[0]
-        for r in history.where(F.col("score_date") <= F.lit(last))
-        .select("score_date")
-        .distinct()
-        .collect()
-    }
-    if table_exists(spark, settings, BACKTESTS):
-        done = read_table(spark, settings, BACKTESTS).where(
-            F.col("model_name") == settings.model.name
-        )
-        scored -= {r[0] for r in done.select("score_date").distinct().collect()}
-    if not scored:
-        return []
-    orders = read_table(spark, settings, SILVER_ORDERS)
-    ensure_table(spark, settings, BACKTESTS)
-    for day in sorted(scored):
-        end = day + dt.timedelta(days=horizon)
-        window = (F.col("order_date") >= F.lit(day)) & (F.col("order_date") < F.lit(end))
-        positives = (
-            orders.where(window).select("customer_id").distinct().withColumn("label", F.lit(1))
-        )
-        frame: Any = (
-            history.where(F.col("score_date") == F.lit(day))
-            .join(positives, "customer_id", "left")
-            .fillna(0, subset=["label"])
-            .select("model_role", "model_version", "score", "label")
-            .toPandas()
-        )
-        rows = []
-        for (role, version), part in frame.groupby(["model_role", "model_version"]):
-            m = binary_metrics(part["label"].to_numpy(float), part["score"].to_numpy(float))
-            rows.append(
-                (
-                    day,
-                    settings.model.name,
-                    version,
-                    role,
-                    horizon,
-                    len(part),
-                    int(part["label"].sum()),
-                    m["base_rate"],
-                    m["roc_auc"],
-                    m["lift_top_decile"],
-                    dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                )
-            )
-        (
-            spark.createDataFrame(rows, BACKTESTS.ddl)
-            .write.format("delta")
-            .mode("overwrite")
-            .option(
-                "replaceWhere",
-                f"score_date = DATE'{day.isoformat()}' AND model_name = '{settings.model.name}'",
-            )
-            .save(table_path(settings, BACKTESTS))
-        )
-    return sorted(scored)

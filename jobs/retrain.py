@@ -4,8 +4,9 @@
     python -m jobs.retrain --date 1998-02-01 --model purchase_30d --no-coldstart
 
 Reads whatever silver.orders (and silver.customers) hold: CDNOW or synthetic
-landing files ingested by the lakehouse job. Prints holdout AUC and top-decile
-lift of each candidate against its baselines, and the gate's verdict.
+landing files ingested by the lakehouse job. Prints each candidate's holdout metrics
+against its baselines (AUC, top-decile lift, log loss for a binary label; RMSE, MAE,
+R2, Gini, top-decile share for a spend label), and the gate's verdict.
 """
 
 from __future__ import annotations
@@ -20,6 +21,18 @@ from jobs.training import train_model
 from schemas.models import find_definition, model_definitions
 from schemas.settings import Settings, get_settings
 
+_COLUMNS = {
+    "roc_auc": "AUC {:.4f}",
+    "lift_top_decile": "lift@10% {:.2f}",
+    "log_loss": "log loss {:.4f}",
+    "rmse": "RMSE {:.2f}",
+    "mae": "MAE {:.2f}",
+    "r2": "R2 {:.4f}",
+    "spearman": "Spearman {:.4f}",
+    "gini": "Gini {:.4f}",
+    "top_decile_share": "top-10% share {:.3f}",
+}
+
 
 def summary_lines(
     name: str,
@@ -28,13 +41,12 @@ def summary_lines(
     verdict: str,
     reason: str,
 ) -> list[str]:
+    """One line per model and baseline with the metrics of its task (binary or regression)."""
     lines = [f"{name}: {verdict} ({reason})"]
     rows = {"model": metrics, **baselines}
     for label, m in rows.items():
-        lines.append(
-            f"  {label:<18} AUC {m['roc_auc']:.4f}  lift@10% {m['lift_top_decile']:.2f}  "
-            f"log loss {m['log_loss']:.4f}"
-        )
+        cells = [fmt.format(m[key]) for key, fmt in _COLUMNS.items() if key in m]
+        lines.append(f"  {label:<18} " + "  ".join(cells))
     return lines
 
 

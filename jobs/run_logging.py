@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from jobs.training import Candidate
 
 
+_TASK_PARAMS = {
+    "binary": {"class_imbalance": "none (unweighted log loss keeps probabilities calibrated)"},
+    "regression": {},
+}
+_PRIOR_METRIC = {"binary": "train_base_rate", "regression": "train_mean_label"}
+
+
 def git_commit() -> str:
     """The code commit training ran from (``unknown`` outside a git checkout)."""
     try:
@@ -66,11 +73,12 @@ def log_candidate_run(
                 "horizon_days": definition.horizon_days,
                 "score_date": score_date.isoformat(),
                 "best_iteration": candidate.booster.current_iteration(),
-                "class_imbalance": "none (unweighted log loss keeps probabilities calibrated)",
+                "task": definition.task,
+                **_TASK_PARAMS[definition.task],
             }
         )
         mlflow.log_metrics({f"holdout_{k}": v for k, v in candidate.metrics.items()})
-        mlflow.log_metric("train_base_rate", candidate.train_base_rate)
+        mlflow.log_metric(_PRIOR_METRIC[definition.task], candidate.train_base_rate)
         for name, metrics in baselines.items():
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in metrics.items()})
         mlflow.set_tags(

@@ -1,12 +1,15 @@
-"""Nightly scoring: every customer of the feature partition for date D, with the champion.
+"""Nightly scoring: every customer of the feature partition for date D, with every model.
 
-One pass over the feature partition scores it with every model to score (the
-champion, and the challenger in shadow) into ``predictions.history`` in one commit
-(append-only; a re-run replaces exactly D's rows of the model). ``predictions.current``
-is then updated from the rows just written (no second scoring pass); an older
-score date never overwrites a newer one. Everything that can fail (missing
-partition, missing alias, features that do not fit the model) fails before
-anything is written.
+The models are the configured definitions (schemas/models.py): the primary model
+(``model.name``, its champion required) and each ``model.additional`` definition
+whose registered model has a champion (the others are skipped with a logged note).
+One pass over the feature partition scores it with every model to score (each
+champion, and its challenger in shadow), each on its own feature columns, into
+``predictions.history`` in one commit (append-only; a re-run replaces exactly D's
+rows of the models scored). ``predictions.current`` is then updated per model from
+the champion rows just written (no second scoring pass); an older score date never
+overwrites a newer one. Everything that can fail (missing partition, missing
+primary alias, features that do not fit a model) fails before anything is written.
 
 Runs alone: ``python -m jobs.score --date 1998-01-01`` (or through spark-submit).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,10 +30,12 @@ from pyspark.sql import functions as F
 from jobs.lake import ensure_table, read_table, table_exists, table_path, table_version
 from jobs.registry import CHALLENGER, CHAMPION
 from jobs.score_batches import ModelToScore, check_features, resolve_models, score_batches
+from jobs.score_current import update_current
 from schemas.settings import Settings, get_settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 
-__all__ = ["ScoreResult", "ScoringError", "score_batches", "score_date"]
+__all__ = ["ScoreResult", "ScoringError", "score_batches", "score_date", "update_current"]
+log = logging.getLogger("lakescore.score")
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
 
 
@@ -39,6 +45,9 @@ class ScoringError(RuntimeError):
 
 @dataclass(frozen=True, kw_only=True)
 class ScoreResult:
+    """One night: the fields up to ``current_mode`` describe the primary model (``model.name``);
+    ``models`` / ``current_modes`` cover every model scored, ``skipped_models`` the rest."""
+
     score_date: dt.date
     model_name: str
     model_version: str
@@ -51,6 +60,10 @@ class ScoreResult:
     duration_s: float = 0.0
     current_mode: str = ""  # how current was updated: insert, replace or merge
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: checks, history, current
+    # Every model scored tonight (primary first): name -> champion version, and its current mode.
+    models: dict[str, str] = field(default_factory=dict)
+    current_modes: dict[str, str] = field(default_factory=dict)
+    skipped_models: tuple[str, ...] = ()  # additional definitions without a champion yet
 
 
 def score_date(
@@ -59,10 +72,13 @@ def score_date(
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex
     model_name = settings.model.name
-    models = resolve_models(settings, error=ScoringError)
+    models, skipped = resolve_models(settings, error=ScoringError)
+    for name in skipped:
+        log.info("model %r has no %r alias yet: not scored on %s", name, CHAMPION, score_date)
     features, feature_version = feature_partition(spark, settings, score_date=score_date)
-    check_features(features, models=models, model_name=model_name, error=ScoringError)
+    check_features(features, models=models, error=ScoringError)
     seconds = {"checks": time.perf_counter() - started}
+    champions = {m.model_name: m.version for m in models if m.role == CHAMPION}
 
     ensure_table(spark, settings, PREDICTIONS_HISTORY)
     ensure_table(
@@ -72,7 +88,6 @@ def score_date(
         spark,
         features,
         models=models,
-        model_name=model_name,
         score_date=score_date,
         run_id=run_id,
         feature_version=feature_version,
@@ -80,25 +95,29 @@ def score_date(
     previous = spark.conf.get(_ARROW_BATCH)
     spark.conf.set(_ARROW_BATCH, str(settings.scoring.arrow_batch_rows))
     try:
-        written = _replace_history_rows(spark, settings, rows, score_date=score_date)
+        written = _replace_history_rows(
+            spark, settings, rows, score_date=score_date, model_names=list(champions)
+        )
     finally:
         spark.conf.set(_ARROW_BATCH, previous or "10000")
     history_version = table_version(spark, settings, PREDICTIONS_HISTORY)
     seconds["history"] = time.perf_counter() - started - sum(seconds.values())
-    champion_rows = (
-        read_table(spark, settings, PREDICTIONS_HISTORY, version=history_version)
-        .where(
-            (F.col("score_date") == F.lit(score_date))
-            & (F.col("model_name") == model_name)
-            & (F.col("model_role") == CHAMPION)
+    tonight = read_table(spark, settings, PREDICTIONS_HISTORY, version=history_version).where(
+        (F.col("score_date") == F.lit(score_date)) & (F.col("model_role") == CHAMPION)
+    )
+    modes = {
+        name: update_current(
+            spark,
+            settings,
+            tonight.where(F.col("model_name") == name).select(*PREDICTIONS_CURRENT.columns),
+            score_date=score_date,
+            model_name=name,
         )
-        .select(*PREDICTIONS_CURRENT.columns)
-    )
-    mode = update_current(
-        spark, settings, champion_rows, score_date=score_date, model_name=model_name
-    )
+        for name in champions
+    }
     seconds["current"] = time.perf_counter() - started - sum(seconds.values())
-    by_role = {m.role: m.version for m in models}
+    primary = [m for m in models if m.model_name == model_name]
+    by_role = {m.role: m.version for m in primary}
     return ScoreResult(
         score_date=score_date,
         model_name=model_name,
@@ -110,8 +129,11 @@ def score_date(
         history_version=history_version,
         current_version=table_version(spark, settings, PREDICTIONS_CURRENT),
         duration_s=time.perf_counter() - started,
-        current_mode=mode,
+        current_mode=modes[model_name],
         seconds=seconds,
+        models=champions,
+        current_modes=modes,
+        skipped_models=tuple(skipped),
     )
 
 
@@ -138,7 +160,6 @@ def prediction_rows(
     features: DataFrame,
     *,
     models: list[ModelToScore],
-    model_name: str,
     score_date: dt.date,
     run_id: str,
     feature_version: int,
@@ -153,7 +174,7 @@ def prediction_rows(
     scored = score_batches(features, models=models, num_threads=threads)
     return scored.select(
         "customer_id",
-        F.lit(model_name).alias("model_name"),
+        "model_name",
         "model_version",
         "model_role",
         "score",
@@ -164,65 +185,17 @@ def prediction_rows(
     )
 
 
-def update_current(
+def _replace_history_rows(
     spark: SparkSession,
     settings: Settings,
     rows: DataFrame,
     *,
     score_date: dt.date,
-    model_name: str,
-) -> str:
-    """Put ``rows`` (one per customer, all dated ``score_date``) into current; returns the mode.
-
-    - insert: current has no row of the model yet, a plain append;
-    - replace: every row of the model is dated ``score_date`` or earlier (a normal
-      night): the model's rows are rewritten as the new rows plus the customers
-      not scored today, in one overwrite (no change-data files to write);
-    - merge: some rows are newer (a backfill of a past date): only rows whose
-      score date is not newer are updated.
-    """
-    path = table_path(settings, PREDICTIONS_CURRENT)
-    of_model = read_table(spark, settings, PREDICTIONS_CURRENT).where(
-        F.col("model_name") == model_name
-    )
-    newest = of_model.agg(F.max("score_date")).first()[0]  # type: ignore[index]
-    if newest is None:
-        rows.write.format("delta").mode("append").save(path)
-        return "insert"
-    if newest <= score_date:
-        # Ids only first: on a normal night every customer of current is scored again
-        # and nothing has to be kept, so the full rows never go through a join.
-        gone = of_model.select("customer_id").join(
-            rows.select("customer_id"), "customer_id", "left_anti"
-        )
-        replacement = rows
-        if not gone.isEmpty():
-            replacement = rows.unionByName(of_model.join(gone, "customer_id", "left_semi"))
-        (
-            replacement.write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", f"model_name = '{model_name}'")
-            .save(path)
-        )
-        return "replace"
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(rows.alias("s"), "t.customer_id = s.customer_id AND t.model_name = s.model_name")
-        .whenMatchedUpdateAll(condition="s.score_date >= t.score_date")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
-    return "merge"
-
-
-def _replace_history_rows(
-    spark: SparkSession, settings: Settings, rows: DataFrame, *, score_date: dt.date
+    model_names: list[str],
 ) -> int:
-    """Replace D's rows of this model in history (one commit); returns the rows written."""
-    condition = (
-        f"score_date = DATE'{score_date.isoformat()}' AND model_name = '{settings.model.name}'"
-    )
+    """Replace D's rows of these models in history (one commit); returns the rows written."""
+    names = ", ".join(f"'{name}'" for name in model_names)
+    condition = f"score_date = DATE'{score_date.isoformat()}' AND model_name IN ({names})"
     path = table_path(settings, PREDICTIONS_HISTORY)
     rows.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(path)
     last = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()

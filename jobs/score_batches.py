@@ -1,5 +1,9 @@
 """The models a scoring run uses, their checks against the features, and the scoring transform.
 
+Every configured model (schemas/models.py) with a champion is scored from the same
+feature rows: the primary model always (no champion is an error), each additional
+definition once it has one.
+
 ``score_batches`` is a pure transform that runs on the executors: Arrow record
 batches in, Arrow record batches out (``mapInArrow``, no pandas conversion), every
 model predicting on one float matrix built once per batch.
@@ -14,38 +18,64 @@ import lightgbm as lgb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
 from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
+from schemas.models import model_definitions
 from schemas.settings import Settings
 
 
 @dataclass(frozen=True, kw_only=True)
 class ModelToScore:
+    model_name: str  # the registered model (a definition of schemas.models)
     role: str  # champion or challenger
     version: str
     booster: lgb.Booster
     signature_inputs: tuple[str, ...] = ()  # column names of the registered signature
 
 
-def resolve_models(settings: Settings, *, error: type[Exception]) -> list[ModelToScore]:
-    """The champion (required) and a distinct challenger (optional), each resolved once."""
-    name = settings.model.name
+def resolve_models(
+    settings: Settings, *, error: type[Exception]
+) -> tuple[list[ModelToScore], list[str]]:
+    """Every configured model to score tonight, and the additional ones skipped.
+
+    The primary model's champion is required (``error`` without one); each
+    ``model.additional`` definition is scored when it has a champion and skipped
+    (named in the second list) when it has none yet. Each champion brings its
+    distinct challenger, if any, for shadow scoring.
+    """
     client = configure_mlflow(settings)
-    champion = version_by_alias(client, model_name=name, alias=CHAMPION)
-    if champion is None:
+    primary, *additional = model_definitions(settings)
+    models = _aliased(client, primary.name)
+    if not models:
         raise error(
-            f"model {name!r} has no {CHAMPION!r} alias in the registry at "
+            f"model {primary.name!r} has no {CHAMPION!r} alias in the registry at "
             f"{settings.mlflow.tracking_uri}: train and promote a model first"
         )
+    skipped = []
+    for definition in additional:
+        found = _aliased(client, definition.name)
+        models += found
+        if not found:
+            skipped.append(definition.name)
+    return models, skipped
+
+
+def _aliased(client: MlflowClient, name: str) -> list[ModelToScore]:
+    """The champion and a distinct challenger of ``name``, loaded; empty without a champion."""
+    champion = version_by_alias(client, model_name=name, alias=CHAMPION)
+    if champion is None:
+        return []
     versions = {CHAMPION: str(champion.version)}
     challenger = version_by_alias(client, model_name=name, alias=CHALLENGER)
     if challenger is not None and str(challenger.version) != versions[CHAMPION]:
         versions[CHALLENGER] = str(challenger.version)
     return [
         ModelToScore(
+            model_name=name,
             role=role,
             version=version,
             booster=load_booster(model_name=name, version=version),
@@ -65,7 +95,7 @@ def _signature_inputs(name: str, version: str) -> tuple[str, ...]:
 
 
 def check_features(
-    features: DataFrame, *, models: list[ModelToScore], model_name: str, error: type[Exception]
+    features: DataFrame, *, models: list[ModelToScore], error: type[Exception]
 ) -> None:
     """Every feature a model needs exists and is numeric, else ``error`` naming them."""
     types = {f.name: f.dataType for f in features.schema.fields}
@@ -74,13 +104,13 @@ def check_features(
         missing = [n for n in needed if n not in types]
         if missing:
             raise error(
-                f"{model.role} {model_name} v{model.version} needs features missing from "
+                f"{model.role} {model.model_name} v{model.version} needs features missing from "
                 f"gold.customer_features: {', '.join(missing)}"
             )
         wrong = [f"{n} ({types[n].simpleString()})" for n in needed if not _numeric(types[n])]
         if wrong:
             raise error(
-                f"{model.role} {model_name} v{model.version} needs numeric features; "
+                f"{model.role} {model.model_name} v{model.version} needs numeric features; "
                 f"gold.customer_features has: {', '.join(wrong)}"
             )
 
@@ -92,7 +122,8 @@ def _numeric(data_type: object) -> bool:
 def score_batches(
     features: DataFrame, *, models: list[ModelToScore], num_threads: int = 1
 ) -> DataFrame:
-    """``customer_id, model_role, model_version, score``: one row per customer and model."""
+    """``customer_id, model_name, model_role, model_version, score``: one row per customer and
+    model; each model predicts on its own feature columns of the one matrix."""
     columns = list(dict.fromkeys(n for m in models for n in m.booster.feature_name()))
     payload = [
         ([columns.index(n) for n in m.booster.feature_name()], m.booster.model_to_string())
@@ -119,11 +150,13 @@ def score_batches(
         predict,  # type: ignore[arg-type]
         schema="customer_id STRING, model TINYINT, score DOUBLE",
     )
+    names = F.array(*[F.lit(m.model_name) for m in models])
     roles = F.array(*[F.lit(m.role) for m in models])
     versions = F.array(*[F.lit(m.version) for m in models])
     index = F.col("model").cast("int") + 1
     return scored.select(
         "customer_id",
+        F.element_at(names, index).alias("model_name"),
         F.element_at(roles, index).alias("model_role"),
         F.element_at(versions, index).alias("model_version"),
         "score",

@@ -1,7 +1,8 @@
 """The training set: point-in-time features at several as-of dates joined with their label.
 
-Label for as-of date D and horizon H: the customer ordered on days D..D+H-1
-([D, D+H)). Features at D see only days before D, so no order is both feature
+Label for as-of date D and horizon H, over the order days D..D+H-1 ([D, D+H)):
+``ordered`` is 1 when the customer ordered then (binary), ``spend`` is the total
+order amount then (regression); both are 0 for customers without an order. Features at D see only days before D, so no order is both feature
 and label. A model meant to score date S trains only on as-of dates whose label
 window closed before S (D + H <= S). The split is by date, never random across
 time: the last as-of date is the holdout, the one before it the validation
@@ -32,8 +33,19 @@ def ordered_label(orders: DataFrame, *, as_of: dt.date, horizon_days: int) -> Da
     return orders.where(window).select("customer_id").distinct().withColumn("label", F.lit(1))
 
 
+def spend_label(orders: DataFrame, *, as_of: dt.date, horizon_days: int) -> DataFrame:
+    """``customer_id, label=total amount`` for every customer with an order in [as_of, as_of + H)."""
+    end = as_of + dt.timedelta(days=horizon_days)
+    window = (F.col("order_date") >= F.lit(as_of)) & (F.col("order_date") < F.lit(end))
+    return (
+        orders.where(window)
+        .groupBy("customer_id")
+        .agg(F.sum(F.col("amount").cast("double")).alias("label"))
+    )
+
+
 LabelFn = Callable[..., DataFrame]
-LABELS: dict[str, LabelFn] = {"ordered": ordered_label}
+LABELS: dict[str, LabelFn] = {"ordered": ordered_label, "spend": spend_label}
 
 
 @dataclass(frozen=True, kw_only=True)

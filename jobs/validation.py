@@ -5,7 +5,8 @@ A candidate that fails any check is never promoted (and not made challenger):
 - the booster's own feature order is the same (scoring uses ``booster.feature_name()``);
 - the model loaded back from MLflow predicts the holdout sample, through the
   signature, equal to the in-memory booster (what was logged is what was evaluated);
-- holdout predictions are finite probabilities in [0, 1].
+- holdout predictions are probabilities in [0, 1] (binary) or finite, non-negative
+  amounts (regression: a spend is never below 0).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import DataType
+
+from schemas.models import ModelTask
 
 _NUMERIC = {DataType.double, DataType.float, DataType.long, DataType.integer}
 
@@ -38,14 +41,22 @@ def signature_problems(signature: ModelSignature | None, *, features: list[str])
     return []
 
 
-def prediction_problems(scores: np.ndarray) -> list[str]:
+def prediction_problems(scores: np.ndarray, *, task: ModelTask = "binary") -> list[str]:
     p = np.asarray(scores, dtype=float)
     problems = []
     n_nan = int(np.isnan(p).sum())
     if n_nan:
         problems.append(f"{n_nan} of {len(p)} holdout predictions are NaN")
-    finite = p[~np.isnan(p)]
-    outside = int(((finite < 0.0) | (finite > 1.0)).sum())
+    known = p[~np.isnan(p)]
+    if task == "regression":
+        infinite = int(np.isinf(known).sum())
+        if infinite:
+            problems.append(f"{infinite} holdout predictions are infinite")
+        negative = int((known < 0.0).sum())
+        if negative:
+            problems.append(f"{negative} holdout predictions are negative amounts")
+        return problems
+    outside = int(((known < 0.0) | (known > 1.0)).sum())
     if outside:
         problems.append(f"{outside} holdout predictions are outside [0, 1]")
     return problems
@@ -59,9 +70,10 @@ def validate_logged_model(
     sample: pd.DataFrame,
     scores: np.ndarray,
     max_diff: float,
+    task: ModelTask = "binary",
 ) -> list[str]:
     """Every reason the logged model at ``model_uri`` must not serve (empty: valid)."""
-    problems = prediction_problems(scores)
+    problems = prediction_problems(scores, task=task)
     if booster.feature_name() != features:
         problems.append(
             f"booster feature order {booster.feature_name()} differs from the definition {features}"

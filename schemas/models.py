@@ -17,10 +17,16 @@ from schemas.features import FEATURE_NAMES
 if TYPE_CHECKING:
     from schemas.settings import Settings
 
-# Label kinds the training set builder knows (jobs/trainset.py), all binary:
-# "ordered": the customer ordered at least once on days D..D+H-1.
-LabelKind = Literal["ordered"]
-LABEL_KINDS: tuple[str, ...] = ("ordered",)
+# Label kinds the training set builder knows (jobs/trainset.py):
+# "ordered": the customer ordered at least once on days D..D+H-1 (1, else 0);
+# "spend": the customer's total order amount on days D..D+H-1 (0 when no order).
+LabelKind = Literal["ordered", "spend"]
+LABEL_KINDS: tuple[str, ...] = ("ordered", "spend")
+
+# What kind of prediction a label asks for: the one place that decides the objective,
+# metrics, baselines, gate rules and valid prediction range (training branches on it).
+ModelTask = Literal["binary", "regression"]
+LABEL_TASKS: dict[str, ModelTask] = {"ordered": "binary", "spend": "regression"}
 
 
 class ModelDefinition(BaseModel):
@@ -42,6 +48,11 @@ class ModelDefinition(BaseModel):
         if duplicates:
             raise ValueError(f"features listed twice: {', '.join(duplicates)}")
         return value
+
+    @property
+    def task(self) -> ModelTask:
+        """``binary`` (a probability in [0, 1]) or ``regression`` (a non-negative amount)."""
+        return LABEL_TASKS[self.label]
 
     @property
     def feature_names(self) -> list[str]:

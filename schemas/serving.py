@@ -37,7 +37,9 @@ SYNC_STATE_COLLECTION = "sync_state"
 class ModelPrediction(BaseModel):
     model_name: str
     model_version: str | None
-    score: float = Field(ge=0.0, le=1.0)
+    # A probability for a binary model (label "ordered"), an amount for a regression
+    # model (label "spend"); never negative (the model validation refuses negative output).
+    score: float = Field(ge=0.0)
     score_date: dt.date | None
     scored_at: dt.datetime | None
     source: Literal["batch", "coldstart", "segment_prior", "prior", "default"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
@@ -102,8 +102,12 @@ class ModelSettings(_Section):
     # The primary model's label (schemas.models.LABEL_KINDS) and features (empty: all behavioural).
     label: LabelKind = "ordered"
     features: list[str] = Field(default_factory=list)
-    # More predictions trained by the same code (schemas/models.py).
+    # More predictions trained by the same code (schemas/models.py), each scored nightly
+    # once its registered model has a champion alias.
     additional: list[ModelDefinition] = Field(default_factory=list)
+    # LightGBM objective of regression labels ("spend"); why Tweedie at 1.2: jobs/training.py.
+    regression_objective: Literal["tweedie", "regression", "regression_l1"] = "tweedie"
+    tweedie_variance_power: float = Field(default=1.2, gt=1.0, lt=2.0)
     # Cold-start model (request-time features only): boosting rounds and the segment field.
     coldstart_num_boost_round: int = Field(default=300, ge=1)
     coldstart_segment_field: str = "channel"
@@ -116,6 +120,11 @@ class GateSettings(_Section):
     # A challenger must beat the champion's AUC by MORE than this (a tie is not promoted).
     min_auc_gain: float = 0.0
     max_log_loss_increase: float = 0.0
+    # Regression models (label "spend"): a challenger's RMSE must be lower than the champion's
+    # by MORE than this fraction of it (0: strictly lower; a tie is not promoted), and its
+    # normalised Gini (the ranking) may not fall by more than this.
+    min_rmse_reduction: float = Field(default=0.0, ge=0.0, lt=1.0)
+    max_gini_decrease: float = Field(default=0.0, ge=0.0)
     # Validation: the logged model's predictions must equal the booster's within this.
     max_prediction_diff: float = Field(default=1e-9, ge=0.0)
 

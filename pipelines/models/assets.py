@@ -12,6 +12,7 @@ from dagster import (
 )
 
 from jobs.coldstart import train_coldstart
+from jobs.evaluation import HEADLINE_METRICS
 from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
 from jobs.training import train_model
 from pipelines.errors import permanent_errors, permanent_failure
@@ -23,6 +24,7 @@ from pipelines.lakehouse.assets import (
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 from schemas.coldstart import COLDSTART_SUFFIX
+from schemas.models import ModelTask, primary_definition
 
 CHAMPION_MODEL_KEY = AssetKey(["models", "champion"])
 COLDSTART_MODEL_KEY = AssetKey(["models", "coldstart"])
@@ -34,6 +36,25 @@ class ChampionModelConfig(Config):  # type: ignore[misc]
 
 class ColdStartModelConfig(Config):  # type: ignore[misc]
     retrain: bool = False
+
+
+def headline_metadata(
+    metrics: dict[str, float], baselines: dict[str, dict[str, float]], *, task: ModelTask
+) -> dict[str, float]:
+    """The task's two headline holdout metrics, and the last baseline's first one.
+
+    Binary: ``holdout_roc_auc``, ``holdout_lift_top_decile``, ``baseline_rf_roc_auc``
+    (recency/frequency); regression: ``holdout_rmse``, ``holdout_gini``,
+    ``baseline_monetary_365d_rmse``.
+    """
+    first, second = HEADLINE_METRICS[task]
+    name, base = list(baselines.items())[-1]
+    label = "rf" if name == "recency_frequency" else name
+    return {
+        f"holdout_{first}": metrics[first],
+        f"holdout_{second}": metrics[second],
+        f"baseline_{label}_{first}": base[first],
+    }
 
 
 def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
@@ -59,6 +80,7 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                 }
             )
         # ValueError: not enough history before the score date, or features the job lacks.
+        definition = primary_definition(settings)
         with permanent_errors(ValueError):
             result = train_model(
                 lakescore.spark(), settings, score_date=partition_date(context.partition_key)
@@ -76,9 +98,7 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                 "trained": True,
                 "candidate_version": result.version,
                 "gate": f"{result.decision.verdict}: {result.decision.reason}",
-                "holdout_roc_auc": result.metrics["roc_auc"],
-                "holdout_lift_top_decile": result.metrics["lift_top_decile"],
-                "baseline_rf_roc_auc": result.baselines["recency_frequency"]["roc_auc"],
+                **headline_metadata(result.metrics, result.baselines, task=definition.task),
                 "mlflow_run_id": result.run_id,
             }
         )

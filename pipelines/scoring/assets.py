@@ -1,5 +1,8 @@
 """Nightly scoring into predictions.history and predictions.current, and its blocking checks.
 
+Every configured model with a champion is scored (jobs/score.py); the metadata names
+them. The run row and its checks follow the primary model (jobs/monitoring.py).
+
 The scoring asset records the run in ``monitoring.score_runs``; the checks judge that
 row against the configured limits (coverage floor, PSI limits). Both checks are
 blocking: a night that fails one does not reach the serving sync downstream.
@@ -70,6 +73,10 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
             "model_version": result.model_version,
             "rows": result.rows,
             "duration_s": round(result.duration_s, 3),
+            # Every configured model scored tonight (name -> champion version), and those
+            # skipped for want of a champion; monitoring below follows the primary model.
+            "models": MetadataValue.json(result.models),
+            "skipped_models": ", ".join(result.skipped_models) or "none",
         }
         yield MaterializeResult(
             asset_key=HISTORY_KEY,
@@ -88,6 +95,7 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
                 **common,
                 "delta_version": result.current_version,
                 "update_mode": result.current_mode,
+                "update_modes": MetadataValue.json(result.current_modes),
             },
         )
 

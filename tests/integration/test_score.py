@@ -11,14 +11,21 @@ from pyspark.sql import functions as F
 
 from jobs.lake import read_table, table_exists, table_version
 from jobs.score import ScoreResult, ScoringError, score_date
+from schemas.models import ModelDefinition
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
-from tests.integration.test_scoring_support import register_tiny_model, write_feature_partition
+from tests.integration.test_scoring_support import (
+    register_tiny_model,
+    synthetic_features,
+    write_feature_partition,
+)
 
 pytestmark = pytest.mark.integration
 
 D0, D1 = dt.date(2024, 1, 1), dt.date(2024, 1, 2)
 N = 1_500
+# An additional model on three features, not in catalogue order.
+SECOND_FEATURES = ("monetary_365d", "recency_days", "frequency_30d")
 
 
 def isolated(settings: Settings, root: Path, *, model: str = "purchase_30d") -> Settings:
@@ -148,12 +155,77 @@ def test_missing_champion_fails_before_writing(
     assert _versions(spark, lake) == before
 
 
+@pytest.mark.reliability
 def test_features_that_do_not_fit_the_model_fail_before_writing(
-    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+    spark: Any,
+    lake: Settings,
+    first_nights: tuple[ScoreResult, ScoreResult],
+    reliability_report: Any,
 ) -> None:
     before = _versions(spark, lake)
+    rows_before = read_table(spark, lake, PREDICTIONS_HISTORY).count()
     other = lake.model_copy(update={"model": lake.model.model_copy(update={"name": "misfit"})})
     register_tiny_model(other, trees=5, drop_feature="recency_days")
     with pytest.raises(ScoringError, match=r"needs features missing .*recency_days_v2"):
         score_date(spark, other, score_date=D1)
+    rows_after = read_table(spark, lake, PREDICTIONS_HISTORY).count()
+    reliability_report.record(
+        scenario="7 champion does not fit the features",
+        load=f"{N:,} customers",
+        faults=1,
+        rows_lost=max(0, rows_before - rows_after),
+        rows_duplicated=max(0, rows_after - rows_before),
+        detail="scoring refused before writing: Delta versions unchanged",
+    )
     assert _versions(spark, lake) == before
+
+
+def test_every_configured_model_with_a_champion_is_scored(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = isolated(settings, tmp_path)
+    s = s.model_copy(
+        update={
+            "model": s.model.model_copy(
+                update={
+                    "additional": [
+                        ModelDefinition(name="second", features=SECOND_FEATURES),
+                        ModelDefinition(name="untrained", label="spend", horizon_days=90),
+                    ]
+                }
+            )
+        }
+    )
+    register_tiny_model(s, trees=10, seed=1)
+    second = s.model_copy(update={"model": s.model.model_copy(update={"name": "second"})})
+    booster = register_tiny_model(second, trees=8, seed=4, features=list(SECOND_FEATURES))
+    register_tiny_model(second, trees=9, seed=5, features=list(SECOND_FEATURES), alias="challenger")
+    write_feature_partition(spark, s, as_of=D1, customers=300, seed=3)
+
+    result = score_date(spark, s, score_date=D1)
+
+    assert result.models == {"purchase_30d": "1", "second": "1"}
+    assert result.skipped_models == ("untrained",)
+    assert (result.model_name, result.model_version, result.rows) == ("purchase_30d", "1", 300)
+    history = _history(spark, s, D1).groupBy("model_name", "model_role", "model_version").count()
+    assert {tuple(r) for r in history.collect()} == {
+        ("purchase_30d", "champion", "1", 300),
+        ("second", "champion", "1", 300),
+        ("second", "challenger", "2", 300),
+    }
+    current = read_table(spark, s, PREDICTIONS_CURRENT).collect()
+    assert len(current) == 600 == len({(r.customer_id, r.model_name) for r in current})
+    assert {(r.model_name, r.model_version) for r in current} == {
+        ("purchase_30d", "1"),
+        ("second", "1"),
+    }
+    # The second model scored on its own feature columns, in its own order.
+    features = synthetic_features(customers=300, seed=3).set_index("customer_id")
+    expected = booster.predict(features[list(SECOND_FEATURES)].astype("float64"))
+    got = {r.customer_id: r.score for r in current if r.model_name == "second"}
+    assert [got[c] for c in features.index] == pytest.approx(list(expected))
+
+    again = score_date(spark, s, score_date=D1)  # a re-run replaces both models' rows
+    assert _history(spark, s, D1).count() == 900
+    assert again.current_modes == {"purchase_30d": "replace", "second": "replace"}
+    assert read_table(spark, s, PREDICTIONS_CURRENT).count() == 600

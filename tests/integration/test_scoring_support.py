@@ -63,11 +63,14 @@ def write_feature_partition(
     return table_version(spark, settings, CUSTOMER_FEATURES)
 
 
-def train_tiny_booster(*, trees: int, train_rows: int, seed: int = 0) -> lgb.Booster:
+def train_tiny_booster(
+    *, trees: int, train_rows: int, seed: int = 0, features: list[str] | None = None
+) -> lgb.Booster:
+    """A booster on every feature of the catalogue, or on ``features`` only (in that order)."""
     frame = synthetic_features(customers=train_rows, seed=seed + 100)
-    names = [f.name for f in FEATURES]
+    names = features or [f.name for f in FEATURES]
     x = frame[names].astype(np.float64)
-    logit = -0.05 * x["recency_days"] + 0.1 * x["frequency_30d"] - 0.5
+    logit = -0.05 * frame["recency_days"] + 0.1 * frame["frequency_30d"] - 0.5
     y = (np.random.default_rng(seed).random(train_rows) < 1 / (1 + np.exp(-logit))).astype(int)
     params = {
         "objective": "binary",
@@ -89,6 +92,7 @@ def register_tiny_model(
     alias: str = "champion",
     seed: int = 0,
     drop_feature: str | None = None,
+    features: list[str] | None = None,
 ) -> lgb.Booster:
     """Train, log and register a LightGBM model; point ``alias`` at the new version."""
     import mlflow
@@ -97,7 +101,7 @@ def register_tiny_model(
     from jobs.registry import configure_mlflow
 
     client = configure_mlflow(settings)
-    booster = train_tiny_booster(trees=trees, train_rows=train_rows, seed=seed)
+    booster = train_tiny_booster(trees=trees, train_rows=train_rows, seed=seed, features=features)
     if drop_feature is not None:  # a model that expects a feature the table lacks
         booster = _renamed(booster, drop_feature)
     x = synthetic_features(customers=50, seed=seed).reindex(columns=booster.feature_name())

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from schemas.features import FEATURE_NAMES
-from schemas.models import find_definition, model_definitions
+from schemas.models import LABEL_KINDS, LABEL_TASKS, find_definition, model_definitions
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -34,7 +37,7 @@ def test_second_model_is_a_config_entry() -> None:
 
 def test_bad_definitions_are_refused_with_the_reason() -> None:
     with pytest.raises(ValidationError, match="label"):
-        Settings(model={"additional": [{"name": "spend_90d", "label": "spend"}]})
+        Settings(model={"additional": [{"name": "churn_90d", "label": "churned"}]})
     with pytest.raises(ValidationError, match="features listed twice"):
         Settings(model={"features": [], "additional": [{"name": "x", "features": ["a", "a"]}]})
     twice = Settings(model={"name": "m", "additional": [{"name": "m"}]})
@@ -42,3 +45,28 @@ def test_bad_definitions_are_refused_with_the_reason() -> None:
         model_definitions(twice)
     with pytest.raises(KeyError, match="no model definition named 'nope'"):
         find_definition(Settings(), "nope")
+
+
+def test_the_label_decides_the_task() -> None:
+    assert set(LABEL_TASKS) == set(LABEL_KINDS)
+    settings = Settings(
+        model={"additional": [{"name": "spend_90d", "label": "spend", "horizon_days": 90}]}
+    )
+    primary, spend = model_definitions(settings)
+    assert (primary.label, primary.task) == ("ordered", "binary")
+    assert (spend.label, spend.task, spend.horizon_days) == ("spend", "regression", 90)
+
+
+def test_the_documented_spend_example_in_local_yaml_is_a_valid_definition() -> None:
+    lines = Path("conf/local.yaml").read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "# additional:")
+    block = []
+    for line in lines[start:]:
+        if not line.lstrip().startswith("#"):
+            break
+        block.append(line.replace("# ", "", 1))
+    example = yaml.safe_load("\n".join(block))
+    settings = Settings(model=example)
+    (spend,) = settings.model.additional
+    assert (spend.name, spend.task, spend.horizon_days) == ("spend_90d", "regression", 90)
+    assert Settings().model.additional == []  # documented, not enabled by default

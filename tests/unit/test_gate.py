@@ -82,3 +82,69 @@ def test_validation_problems_are_never_promoted_even_with_great_metrics() -> Non
 def test_nan_or_below_floor_metrics_are_refused(candidate: dict[str, float]) -> None:
     decision = decide(candidate=candidate, champion=None, baselines={}, gate=GATE)
     assert not decision.promote
+
+
+REG_BASELINES = {"prior": {"rmse": 49.0, "gini": 0.0}, "monetary_365d": {"rmse": 45.0}}
+
+
+def spend(rmse: float, gini: float) -> dict[str, float]:
+    return {"rmse": rmse, "gini": gini}
+
+
+def test_regression_first_model_must_beat_every_baseline_on_rmse() -> None:
+    good = decide(
+        task="regression",
+        candidate=spend(37.0, 0.77),
+        champion=None,
+        baselines=REG_BASELINES,
+        gate=GATE,
+    )
+    assert good.promote, good.reason
+    bad = decide(
+        task="regression",
+        candidate=spend(46.0, 0.77),
+        champion=None,
+        baselines=REG_BASELINES,
+        gate=GATE,
+    )
+    assert not bad.promote and "baseline monetary_365d" in bad.reason
+
+
+def test_regression_challenger_needs_lower_rmse_and_no_worse_ranking() -> None:
+    champion = spend(37.0, 0.77)
+
+    def judge(candidate: dict[str, float], gate: GateSettings = GATE) -> tuple[bool, str]:
+        d = decide(
+            task="regression",
+            candidate=candidate,
+            champion=champion,
+            baselines=REG_BASELINES,
+            gate=gate,
+        )
+        return d.promote, d.reason
+
+    assert judge(spend(36.0, 0.78))[0]
+    promoted, reason = judge(spend(37.0, 0.78))  # a tie on RMSE keeps the champion
+    assert not promoted and "RMSE reduction" in reason
+    promoted, reason = judge(spend(38.0, 0.80))
+    assert not promoted and "RMSE reduction -2.70%" in reason
+    promoted, reason = judge(spend(36.0, 0.70))
+    assert not promoted and "Gini change -0.0700" in reason
+    assert judge(spend(36.0, 0.70), GateSettings(max_gini_decrease=0.1))[0]
+    assert not judge(spend(36.5, 0.78), GateSettings(min_rmse_reduction=0.05))[0]
+
+
+def test_regression_nan_metrics_and_validation_problems_are_refused() -> None:
+    nan = decide(
+        task="regression", candidate=spend(math.nan, 0.5), champion=None, baselines={}, gate=GATE
+    )
+    assert not nan.promote and "NaN" in nan.reason
+    invalid = decide(
+        task="regression",
+        candidate=spend(1.0, 0.99),
+        champion=None,
+        baselines=REG_BASELINES,
+        gate=GATE,
+        problems=["3 holdout predictions are negative amounts"],
+    )
+    assert invalid.verdict == "invalid"
