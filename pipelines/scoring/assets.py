@@ -26,7 +26,8 @@ from dagster import (
     multi_asset_check,
 )
 
-from jobs.monitoring import limit_failures, read_score_run, record_score_run
+from jobs.histogram import histogram_markdown, score_histogram
+from jobs.monitoring import champion_scores, limit_failures, read_score_run, record_score_run
 from jobs.score import ScoringError, score_date
 from pipelines.errors import permanent_errors
 from pipelines.lakehouse.assets import CUSTOMER_FEATURES_KEY
@@ -87,6 +88,18 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
                 "feature_table_version": result.feature_table_version,
                 "coverage": run.coverage,
                 "score_psi": run.score_psi if run.score_psi is not None else "n/a",
+                "score_histogram": MetadataValue.md(
+                    histogram_markdown(
+                        score_histogram(
+                            champion_scores(
+                                spark,
+                                settings,
+                                score_date=result.score_date,
+                                version=result.history_version,
+                            )
+                        )
+                    )
+                ),
             },
         )
         yield MaterializeResult(

@@ -119,3 +119,17 @@ def test_the_night_report_is_written_and_linked(settings: Settings, night: Any) 
         assert f"<h2>{section}</h2>" in page
     assert "data:image/png;base64," in page
     assert metadata["coverage"].value == 1.0
+
+
+def test_the_history_asset_shows_a_score_histogram(night: Any) -> None:
+    [materialization] = [
+        m
+        for m in night.get_asset_materialization_events()
+        if m.asset_key is not None and m.asset_key.to_user_string() == "predictions/history"
+    ]
+    metadata = materialization.materialization.metadata
+    table = str(metadata["score_histogram"].value)
+    rows = table.splitlines()[2:]
+    assert len(rows) == 10
+    counted = sum(int(r.split("|")[2].replace(",", "")) for r in rows)
+    assert counted == metadata["rows"].value
