@@ -4,9 +4,10 @@
 orders); ``build_customer_features`` writes one ``as_of_date`` partition and
 ``build_feature_backfill`` writes many in one job and one Delta commit, reusing
 one cached projection of silver and skipping partitions that already exist.
-A single date is written in as many files as adaptive execution's coalesced shuffle
-partitions (about 64 MB each: one file for CDNOW, a few for a million customers, written
-in parallel); a backfill writes one file per date (no tiny files, whatever the date count).
+Each date's rows come out of their own aggregation, whose shuffle partitions adaptive
+execution coalesces to about 64 MB: one file per date for CDNOW, a few for a million
+customers, written in parallel, with no extra shuffle to gather a date (no tiny files,
+whatever the date count).
 """
 
 from __future__ import annotations
@@ -157,8 +158,7 @@ def _write_partitions(settings: Settings, features: DataFrame, dates: list[dt.da
     in_dates = ", ".join(f"DATE'{d.isoformat()}'" for d in dates)
     with session_conf(features.sparkSession, {"parquet.block.size": str(ROW_GROUP_BYTES)}):
         (
-            (features if len(dates) == 1 else features.repartition(len(dates), "as_of_date"))
-            .write.format("delta")
+            features.write.format("delta")
             .mode("overwrite")
             .option("replaceWhere", f"as_of_date IN ({in_dates})")
             .option("mergeSchema", "true")  # older tables gain the newer feature columns
