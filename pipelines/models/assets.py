@@ -8,8 +8,10 @@ from dagster import (
     Config,
     DailyPartitionsDefinition,
     MaterializeResult,
+    MetadataValue,
     asset,
 )
+from mlflow import MlflowClient
 
 from jobs.coldstart import train_coldstart
 from jobs.evaluation import HEADLINE_METRICS
@@ -25,6 +27,7 @@ from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 from schemas.coldstart import COLDSTART_SUFFIX
 from schemas.models import ModelTask, primary_definition
+from schemas.settings import Settings
 
 CHAMPION_MODEL_KEY = AssetKey(["models", "champion"])
 COLDSTART_MODEL_KEY = AssetKey(["models", "coldstart"])
@@ -100,6 +103,7 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                 "gate": f"{result.decision.verdict}: {result.decision.reason}",
                 **headline_metadata(result.metrics, result.baselines, task=definition.task),
                 "mlflow_run_id": result.run_id,
+                "mlflow_run": _run_link(client, settings, result.run_id),
             }
         )
 
@@ -137,7 +141,13 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                 "holdout_roc_auc": result.metrics["roc_auc"],
                 "global_prior": result.spec.global_prior,
                 "mlflow_run_id": result.run_id,
+                "mlflow_run": _run_link(client, settings, result.run_id),
             }
         )
 
     return [champion_model, coldstart_model]
+
+
+def _run_link(client: MlflowClient, settings: Settings, run_id: str) -> MetadataValue:
+    experiment_id = client.get_run(run_id).info.experiment_id
+    return MetadataValue.url(settings.mlflow.run_url(experiment_id=experiment_id, run_id=run_id))

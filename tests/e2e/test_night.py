@@ -133,3 +133,16 @@ def test_the_history_asset_shows_a_score_histogram(night: Any) -> None:
     assert len(rows) == 10
     counted = sum(int(r.split("|")[2].replace(",", "")) for r in rows)
     assert counted == metadata["rows"].value
+
+
+def test_the_champion_asset_links_its_mlflow_run(settings: Settings, night: Any) -> None:
+    [materialization] = [
+        m
+        for m in night.get_asset_materialization_events()
+        if m.asset_key is not None and m.asset_key.to_user_string() == "models/champion"
+    ]
+    metadata = materialization.materialization.metadata
+    run_id = metadata["mlflow_run_id"].value
+    url = str(metadata["mlflow_run"].value)
+    assert url.startswith("http://127.0.0.1:5000/#/experiments/")
+    assert url.endswith(f"/runs/{run_id}")

@@ -80,3 +80,20 @@ def test_unknown_keys_and_bad_values_are_rejected(conf_dir: Path) -> None:
 def test_table_paths_live_under_the_lake_root(conf_dir: Path) -> None:
     s = Settings(lake={"root": "s3a://b/lake/"})
     assert s.table_path("predictions.history") == "s3a://b/lake/predictions/history"
+
+
+def test_mlflow_run_url_prefers_the_ui_then_a_tracking_server() -> None:
+    from schemas.settings import MlflowSettings
+
+    local = MlflowSettings(tracking_uri="sqlite:///x.db")
+    assert (
+        local.run_url(experiment_id="1", run_id="r")
+        == "http://127.0.0.1:5000/#/experiments/1/runs/r"
+    )
+    server = MlflowSettings(tracking_uri="https://mlflow.example/")
+    assert (
+        server.run_url(experiment_id="2", run_id="r")
+        == "https://mlflow.example/#/experiments/2/runs/r"
+    )
+    ui = MlflowSettings(tracking_uri="https://mlflow.example", ui_url="https://ui.example")
+    assert ui.run_url(experiment_id="3", run_id="r").startswith("https://ui.example/#/")
