@@ -18,6 +18,7 @@ from api.metrics import Metrics
 from api.middleware import GuardMiddleware
 from api.model_holder import ModelHolder
 from api.openapi import declare_api_key
+from api.overload import Shedder
 from api.reader import Reader, StoreUnavailableError
 from api.requestlog import RequestLog
 from api.routes import health, predictions
@@ -35,6 +36,7 @@ def create_app(
     cfg = resolved.api
     metrics = Metrics()
     key_guard = KeyGuard(cfg)
+    shedder = Shedder(budget_s=cfg.shed_after_ms / 1e3, registry=metrics.registry)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -59,6 +61,7 @@ def create_app(
         with contextlib.suppress(StoreUnavailableError):
             await reader.priors()  # so that a later outage still has them
         await models.start()
+        shedder.start()
         # What startup built (modules, schemas, clients, the model) lives as long as the
         # process: keep it out of the collector's full passes. Without this a full pass
         # walked ~360k objects and stopped the loop for 350 ms under load (the p99).
@@ -68,6 +71,7 @@ def create_app(
             yield
         finally:
             gc.unfreeze()
+            await shedder.stop()
             await models.stop()
             await reader.stop()
             request_log.stop()
@@ -95,5 +99,6 @@ def create_app(
         key_header=cfg.api_key_header,
         max_concurrency=cfg.max_concurrency,
         max_body_bytes=cfg.max_body_bytes,
+        shedder=shedder,
     )
     return app

@@ -1,4 +1,5 @@
-"""One pure-ASGI layer in front of the API: request ids, bounded concurrency, body size, error counts.
+"""One pure-ASGI layer in front of the API: load shedding, request ids, bounded concurrency,
+body size, error counts.
 
 Pure ASGI (not ``BaseHTTPMiddleware``) so that the hot path pays a few attribute
 look-ups, not an extra task and stream per request.
@@ -16,6 +17,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.metrics import Metrics
+from api.overload import Shedder
 from api.security import KeyGuard
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -34,8 +36,10 @@ class GuardMiddleware:
         key_header: str,
         max_concurrency: int,
         max_body_bytes: int,
+        shedder: Shedder | None = None,
     ) -> None:
         self.app = app
+        self.shedder = shedder
         self.metrics = metrics
         self.key_guard = key_guard
         self.key_header = key_header.lower().encode("latin-1")
@@ -53,6 +57,12 @@ class GuardMiddleware:
         request_id = self._prefix + str(next(self._ids))
         state = scope.setdefault("state", {})
         state["request_id"], state["t0"] = request_id, time.perf_counter()
+        shedder = self.shedder
+        if shedder is not None and shedder.overloaded():  # before any work: the loop is late
+            shedder.count(route, "loop_lag")
+            self.metrics.errors.labels(route, "overload").inc()
+            await _reply(send, 503, "overloaded, retry shortly", request_id, retry_after=b"1")
+            return
         try:  # API key and rate limit first: cheap, and no slot for an unknown caller
             self.key_guard.check(_header(scope, self.key_header))
         except HTTPException as exc:
@@ -68,6 +78,8 @@ class GuardMiddleware:
             )
             return
         if self.in_flight >= self.max_concurrency:
+            if shedder is not None:
+                shedder.count(route, "concurrency")
             self.metrics.errors.labels(route, "overload").inc()
             await _reply(send, 503, "overloaded, retry shortly", request_id, retry_after=b"1")
             return

@@ -251,6 +251,7 @@ def _api_env(tmp: Path, mongo_uri: str, tracking_uri: str, *, cache: int) -> dic
         "LAKESCORE_API__MODEL_CACHE_DIR": str(tmp / "model-cache"),
         "LAKESCORE_API__CACHE_MAX_ENTRIES": str(cache),
         "LAKESCORE_API__MAX_CONCURRENCY": "1024",
+        "LAKESCORE_API__SHED_AFTER_MS": "0",
         # The bare driver has no deadline; on this shared 2-core box a 250 ms budget times
         # out (and reconnects) under 64 connections, which measures the box, not the API.
         "LAKESCORE_API__STORE_TIMEOUT_MS": "2000",

@@ -5,16 +5,21 @@ server's resident memory."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import random
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
+import uvloop
 
 from tests.api.helpers import MODEL
+
+T = TypeVar("T")
 
 CLIENT_TIMEOUT_S = 15.0  # an answer later than this counts as a hang
 
@@ -30,6 +35,8 @@ class Stats:
     skipped: int = 0  # not sent: every connection of the generator was still waiting
     peak_rss_kb: int = 0
     latencies: list[float] = field(default_factory=list)  # seconds, answered requests
+    ok_latencies: list[float] = field(default_factory=list)  # seconds, 200s only
+    shed_latencies: list[float] = field(default_factory=list)  # seconds, 429s and 503s
 
     @property
     def ok_per_s(self) -> float:
@@ -43,10 +50,12 @@ class Stats:
     def offered_per_s(self) -> float:
         return (self.sent + self.skipped) / self.seconds if self.seconds else 0.0
 
-    def latency_ms(self, quantile: float) -> float:
-        if not self.latencies:
+    def latency_ms(self, quantile: float, which: str = "all") -> float:
+        """Latency quantile of every answer (``all``), the 200s (``ok``) or the refusals (``shed``)."""
+        values = {"all": self.latencies, "ok": self.ok_latencies, "shed": self.shed_latencies}
+        if not values[which]:
             return 0.0
-        ordered = sorted(self.latencies)
+        ordered = sorted(values[which])
         return 1e3 * ordered[min(len(ordered) - 1, int(quantile * len(ordered)))]
 
     @property
@@ -61,18 +70,67 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes of ``pid`` (the Mongo-wire server, uvicorn of a test)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+class _Conn:
+    """One keep-alive HTTP/1.1 connection: a request out, its answer (status, body) back."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def exchange(self, request: bytes) -> tuple[int, bytes]:
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        lower = head.lower()
+        at = lower.find(b"\r\ncontent-length:")
+        if at < 0:
+            raise ConnectionError("answer without content-length")
+        length = int(lower[at + 17 : lower.find(b"\r\n", at + 2)])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
 class LoadGenerator:
-    """Single lookups and batches of 60 known + 40 new ids (half each): a page of customers."""
+    """Single lookups and batches of 60 known + 40 new ids (half each): a page of customers.
+
+    A hand-rolled HTTP/1.1 client on asyncio streams under uvloop: httpx with a hundred
+    connections spends more CPU per request than the API does, so on a small machine the
+    client, not the server, would be what saturates (and what the latencies measured).
+    """
 
     def __init__(
         self, url: str, *, headers: dict[str, str], docs: dict[str, Any], pid: int, seed: int
     ) -> None:
         self.url = url
-        self.headers = headers
+        host, _, port = url.removeprefix("http://").partition(":")
+        self.host, self.port = host, int(port or 80)
+        self.head = f"Host: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.docs = docs
         self.known = sorted(docs)
         self.pid = pid
         self.rng = random.Random(seed)
+        self._idle: list[_Conn] = []
 
     def _score(self, customer: str) -> float:
         return float(self.docs[customer]["models"][MODEL]["score"])
@@ -88,28 +146,54 @@ class LoadGenerator:
         if not answer["known"] or not batch or batch[0]["score"] != self._score(customer):
             stats.lost += 1
 
-    async def _one(self, client: httpx.AsyncClient, stats: Stats) -> None:
+    def _request(self) -> tuple[bytes, bool]:
+        if self.rng.random() < 0.5:
+            customer = self.rng.choice(self.known)
+            line = f"GET /v1/customers/{customer}/predictions HTTP/1.1\r\n"
+            return (line + self.head + "\r\n").encode(), False
+        ids = self.rng.sample(self.known, 60) + [
+            f"NEW{self.rng.randrange(10**9)}" for _ in range(40)
+        ]
+        body = json.dumps({"customer_ids": ids}).encode()
+        head = (
+            f"POST /v1/predictions/batch HTTP/1.1\r\n{self.head}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body, True
+
+    async def _one(self, stats: Stats) -> None:
+        request, is_batch = self._request()
         started = time.monotonic()
+        conn: _Conn | None = None
         try:
-            if self.rng.random() < 0.5:
-                customer = self.rng.choice(self.known)
-                resp = await client.get(f"{self.url}/v1/customers/{customer}/predictions")
-                answers = [resp.json()] if resp.status_code == 200 else []
-            else:
-                ids = self.rng.sample(self.known, 60) + [
-                    f"NEW{self.rng.randrange(10**9)}" for _ in range(40)
-                ]
-                resp = await client.post(
-                    f"{self.url}/v1/predictions/batch", json={"customer_ids": ids}
-                )
-                answers = resp.json()["results"] if resp.status_code == 200 else []
-        except httpx.HTTPError:
+            async with asyncio.timeout(CLIENT_TIMEOUT_S):
+                if self._idle:
+                    conn = self._idle.pop()
+                else:
+                    conn = _Conn(*await asyncio.open_connection(self.host, self.port))
+                status, body = await conn.exchange(request)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
             stats.hung += 1
+            if conn is not None:
+                conn.close()
             return
-        stats.latencies.append(time.monotonic() - started)
-        stats.statuses[resp.status_code] += 1
-        for answer in answers:
-            self._check(answer, stats)
+        self._idle.append(conn)
+        elapsed = time.monotonic() - started
+        stats.latencies.append(elapsed)
+        if status == 200:
+            stats.ok_latencies.append(elapsed)
+        elif status in (429, 503):
+            stats.shed_latencies.append(elapsed)
+        stats.statuses[status] += 1
+        if status == 200:
+            payload = json.loads(body)
+            for answer in payload["results"] if is_batch else [payload]:
+                self._check(answer, stats)
+
+    def _close_all(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle.clear()
 
     async def _sample_rss(self, stats: Stats, done: asyncio.Event) -> None:
         while not done.is_set():
@@ -119,65 +203,70 @@ class LoadGenerator:
     async def closed(self, *, workers: int, seconds: float) -> Stats:
         """``workers`` connections, each sending its next request when the last one answered."""
         stats = Stats()
-        limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-        async with httpx.AsyncClient(
-            headers=self.headers, timeout=CLIENT_TIMEOUT_S, limits=limits
-        ) as client:
-            started = time.monotonic()
-            end = started + seconds
+        started = time.monotonic()
+        end = started + seconds
 
-            async def worker() -> None:
-                while time.monotonic() < end:
-                    stats.sent += 1
-                    await self._one(client, stats)
+        async def worker() -> None:
+            while time.monotonic() < end:
+                stats.sent += 1
+                await self._one(stats)
 
-            done = asyncio.Event()
-            sampler = asyncio.create_task(self._sample_rss(stats, done))
-            await asyncio.gather(*(worker() for _ in range(workers)))
-            stats.seconds = time.monotonic() - started
-            done.set()
-            await sampler
+        done = asyncio.Event()
+        sampler = asyncio.create_task(self._sample_rss(stats, done))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        stats.seconds = time.monotonic() - started
+        done.set()
+        await sampler
+        self._close_all()
         return stats
 
     async def open(self, *, rate_per_s: float, seconds: float, connections: int) -> Stats:
         """Requests started at a fixed rate whatever the answers (offered load), then drained.
 
-        At most ``connections`` requests are outstanding: when the server stops answering, the
-        generator stops sending (``skipped``) instead of queueing work inside the client.
+        At most ``connections`` requests are outstanding (one per connection): when the
+        server stops answering, the generator stops sending (``skipped``) instead of
+        queueing work inside the client.
         """
         stats = Stats()
-        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         outstanding: set[asyncio.Task[None]] = set()
-        async with httpx.AsyncClient(
-            headers=self.headers, timeout=CLIENT_TIMEOUT_S, limits=limits
-        ) as client:
-            done = asyncio.Event()
-            sampler = asyncio.create_task(self._sample_rss(stats, done))
-            started = time.monotonic()
-            offered = 0
-            while (now := time.monotonic()) < started + seconds:
-                due = int((now - started) * rate_per_s) + 1
-                while offered < due:
-                    offered += 1
-                    if len(outstanding) >= connections:
-                        stats.skipped += 1
-                        continue
-                    stats.sent += 1
-                    task = asyncio.create_task(self._one(client, stats))
-                    outstanding.add(task)
-                    task.add_done_callback(outstanding.discard)
-                await asyncio.sleep(0.002)
-            stats.seconds = time.monotonic() - started
-            await asyncio.gather(*outstanding)
-            done.set()
-            await sampler
+        done = asyncio.Event()
+        sampler = asyncio.create_task(self._sample_rss(stats, done))
+        started = time.monotonic()
+        offered = 0
+        while (now := time.monotonic()) < started + seconds:
+            due = int((now - started) * rate_per_s) + 1
+            while offered < due:
+                offered += 1
+                if len(outstanding) >= connections:
+                    stats.skipped += 1
+                    continue
+                stats.sent += 1
+                task = asyncio.create_task(self._one(stats))
+                outstanding.add(task)
+                task.add_done_callback(outstanding.discard)
+            await asyncio.sleep(0.002)
+        stats.seconds = time.monotonic() - started
+        await asyncio.gather(*outstanding)
+        done.set()
+        await sampler
+        self._close_all()
         return stats
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run the generator on uvloop (cheaper per request than the default loop)."""
+    return uvloop.run(coro)
+
+
+def metric_sum(metrics_text: str, name: str, label: str = "") -> float:
+    """Sum of the samples ``name{...}`` (Prometheus text) whose labels contain ``label``."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(name + "{") and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def server_errors(metrics_text: str) -> float:
     """``lakescore_api_errors_total{kind="server"}`` summed over routes (500s, not 503s)."""
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith("lakescore_api_errors_total{") and 'kind="server"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_sum(metrics_text, "lakescore_api_errors_total", 'kind="server"')

@@ -1,16 +1,22 @@
 """Scenario 9: load at 2x (fast) and 5x (slow) the measured capacity against a real uvicorn.
 
-Capacity is measured first: ``MAX_CONCURRENCY`` keep-alive connections in a closed loop,
-every answer from MongoDB (read cache off: a campaign touching many distinct customers).
-Then requests are offered at a multiple of that rate for a few seconds, whatever the
-answers. Every answer must be 200, 429 or 503 (fast refusals, never a 500 or a hang past
-the client timeout), known customers are never answered as unknown or with another score,
-resident memory stays bounded, and afterwards the service answers as before.
+The API runs with its shipped overload settings (``api.max_concurrency``,
+``api.shed_after_ms``). Capacity is measured first: ``WORKERS`` keep-alive connections in a
+closed loop, every answer from MongoDB (read cache off: a campaign touching many distinct
+customers). Then requests are offered at a multiple of that rate for a few seconds,
+whatever the answers. Every answer must be 200, 429 or 503 (never a 500 or a hang past the
+client timeout); some of the excess is refused (the answered and refused p99 and the
+refused share are reported in the table, not asserted); known customers are never answered as unknown or with another
+score, resident memory stays bounded, and afterwards the service answers as before.
+
+The load generator is a hand-rolled HTTP/1.1 client on uvloop (``load.py``): with httpx the
+generator used 50-70% of a core against the API's 20% during the burst, so the latencies
+it reported (p99 6-8 s at 5x) were mostly the client's own queue.
 """
 
 from __future__ import annotations
 
-import asyncio
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,14 +31,23 @@ from tests.api.helpers import (
     start_api,
     wait_until,
 )
-from tests.reliability.load import LoadGenerator, Stats, rss_kb, server_errors
+from tests.reliability.load import (
+    LoadGenerator,
+    Stats,
+    children,
+    cpu_s,
+    metric_sum,
+    rss_kb,
+    run,
+    server_errors,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 KEY = "load-key-0123456789abcdef0123"
 HEADERS = {"X-API-Key": KEY}
 DATABASE = "reliability_load"
-MAX_CONCURRENCY = 8
+WORKERS = 8
 CUSTOMERS = 2_000
 MEASURE_S, RECOVER_S = 3.0, 3.0
 RSS_GROWTH_LIMIT_KB = 256 * 1024  # bounded: a queue growing with the offered load would pass it
@@ -54,7 +69,6 @@ def load_api(
         database=DATABASE,
         tracking_uri=uri,
         keys=[KEY],
-        max_concurrency=str(MAX_CONCURRENCY),
         cache_max_entries="0",
     )
     api = start_api(env, log_path=root / "uvicorn.log", ready_path="/readyz")
@@ -70,7 +84,9 @@ def _summary(stats: Stats) -> str:
         f"{stats.sent} sent in {stats.seconds:.1f} s ({stats.sent_per_s:.0f}/s, not sent "
         f"{stats.skipped}), {stats.ok_per_s:.0f} ok/s, {{{codes}}}, hung {stats.hung}, "
         f"degraded {stats.degraded}, p50 {stats.latency_ms(0.5):.0f} ms, "
-        f"p99 {stats.latency_ms(0.99):.0f} ms"
+        f"p99 {stats.latency_ms(0.99):.0f} ms (200s: p50 {stats.latency_ms(0.5, 'ok'):.0f}, "
+        f"p99 {stats.latency_ms(0.99, 'ok'):.0f} ms; refusals: p99 "
+        f"{stats.latency_ms(0.99, 'shed'):.0f} ms)"
     )
 
 
@@ -85,16 +101,20 @@ def test_overload_is_refused_fast_and_recovers(
     gen = LoadGenerator(api.url, headers=HEADERS, docs=docs, pid=pid, seed=factor)
     seconds = 4.0 if factor == 2 else 12.0
 
-    capacity = asyncio.run(gen.closed(workers=MAX_CONCURRENCY, seconds=MEASURE_S))
+    capacity = run(gen.closed(workers=WORKERS, seconds=MEASURE_S))
     rss_before = rss_kb(pid)
-    burst = asyncio.run(
+    others = [p for p in children(os.getpid()) if p != pid]
+    cpu0 = (cpu_s(pid), cpu_s(os.getpid()), sum(cpu_s(p) for p in others))
+    burst = run(
         gen.open(
             rate_per_s=factor * capacity.ok_per_s,
             seconds=seconds,
-            connections=4 * factor * MAX_CONCURRENCY,  # far above what the server admits
+            connections=4 * factor * WORKERS,  # far above what the server admits
         )
     )
     rss_after = rss_kb(pid)
+    cpu1 = (cpu_s(pid), cpu_s(os.getpid()), sum(cpu_s(p) for p in others))
+    cpu = [f"{100 * (b - a) / burst.seconds:.0f}%" for a, b in zip(cpu0, cpu1, strict=True)]
     back = wait_until(
         lambda: (
             (r := httpx.get(f"{api.url}/v1/customers/C00002/predictions", headers=HEADERS))
@@ -102,8 +122,10 @@ def test_overload_is_refused_fast_and_recovers(
             and r.json()["known"]
         )
     )
-    recovery = asyncio.run(gen.closed(workers=MAX_CONCURRENCY, seconds=RECOVER_S))
+    recovery = run(gen.closed(workers=WORKERS, seconds=RECOVER_S))
     metrics = httpx.get(f"{api.url}/metrics").text
+    shed_lag = metric_sum(metrics, "lakescore_api_shed_total", 'reason="loop_lag"')
+    shed_cap = metric_sum(metrics, "lakescore_api_shed_total", 'reason="concurrency"')
 
     offered = burst.offered_per_s / capacity.ok_per_s if capacity.ok_per_s else 0.0
     sent = burst.sent_per_s / capacity.ok_per_s if capacity.ok_per_s else 0.0
@@ -116,13 +138,17 @@ def test_overload_is_refused_fast_and_recovers(
         detail=(
             f"{factor}x: capacity {_summary(capacity)} | burst {_summary(burst)} | "
             f"RSS {rss_before // 1024} -> peak {burst.peak_rss_kb // 1024} -> "
-            f"{rss_after // 1024} MiB | recovery {_summary(recovery)}"
+            f"{rss_after // 1024} MiB | recovery {_summary(recovery)} | shed so far: "
+            f"{shed_lag:.0f} on loop lag, {shed_cap:.0f} on concurrency | burst CPU: API {cpu[0]}, "
+            f"load generator {cpu[1]}, other children {cpu[2]}"
         ),
     )
     assert capacity.statuses[200] > 0 and set(capacity.statuses) <= {200, 503}
     assert set(burst.statuses) <= {200, 429, 503}, burst.statuses  # never a 500
     assert burst.hung == 0  # every request answered within the client timeout
     assert burst.shed > 0  # above capacity, the excess is refused rather than queued
+    # Latency and the refused share are figures in the table (printed by the suite), not
+    # assertions: timings on a shared 2-core machine are not a test's to judge.
     assert burst.peak_rss_kb - rss_before < RSS_GROWTH_LIMIT_KB
     assert back
     assert set(recovery.statuses) == {200} and recovery.hung == 0
