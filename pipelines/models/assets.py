@@ -1,6 +1,8 @@
 """The models: the batch champion and the cold-start champion, each trained and gated when the
 registry has none (or when asked to retrain)."""
 
+from typing import Any
+
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -80,6 +82,7 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
                     "model": settings.model.name,
                     "version": str(current.version),
                     "trained": False,
+                    **_version_run(client, settings, current.run_id),
                 }
             )
         # ValueError: not enough history before the score date, or features the job lacks.
@@ -123,7 +126,12 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
         current = version_by_alias(client, model_name=name, alias=CHAMPION)
         if current is not None and not config.retrain:
             return MaterializeResult(
-                metadata={"model": name, "version": str(current.version), "trained": False}
+                metadata={
+                    "model": name,
+                    "version": str(current.version),
+                    "trained": False,
+                    **_version_run(client, settings, current.run_id),
+                }
             )
         with permanent_errors(ValueError):  # not enough history before the score date
             result = train_coldstart(
@@ -146,6 +154,13 @@ def build_model_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefi
         )
 
     return [champion_model, coldstart_model]
+
+
+def _version_run(client: MlflowClient, settings: Settings, run_id: str | None) -> dict[str, Any]:
+    """The MLflow run that produced a registered version (none for a version logged without one)."""
+    if not run_id:
+        return {}
+    return {"mlflow_run_id": run_id, "mlflow_run": _run_link(client, settings, run_id)}
 
 
 def _run_link(client: MlflowClient, settings: Settings, run_id: str) -> MetadataValue:

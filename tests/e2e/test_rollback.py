@@ -25,7 +25,7 @@ from schemas.tables import PREDICTIONS_CURRENT
 
 pytestmark = pytest.mark.e2e
 
-BAD_NIGHT = dt.date(1997, 12, 1)
+BAD_NIGHT = dt.date(1997, 12, 20)  # after every night the other e2e tests run
 
 
 def _register_bad_model(settings: Settings) -> str:

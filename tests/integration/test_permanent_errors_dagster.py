@@ -30,6 +30,9 @@ def empty_settings(
     tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     monkeypatch.setenv("LAKESCORE_LAKE__ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("LAKESCORE_MLFLOW__TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI, which the settings read first:
+    # an earlier test's registry (with a champion) would otherwise win over this empty one.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("LAKESCORE_MLFLOW__ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     monkeypatch.setenv("LAKESCORE_SCHEDULE__STEP_RETRIES", "2")
     monkeypatch.setenv("LAKESCORE_SCHEDULE__STEP_RETRY_DELAY_S", "0")

@@ -29,7 +29,8 @@ class Stats:
     seconds: float = 0.0
     sent: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
-    hung: int = 0  # no answer within CLIENT_TIMEOUT_S (or the connection broke)
+    hung: int = 0  # no answer within CLIENT_TIMEOUT_S
+    broken: Counter[str] = field(default_factory=Counter)  # connection errors, by exception
     lost: int = 0  # a known customer answered as unknown (not degraded) or with a wrong score
     degraded: int = 0  # answers flagged degraded (store over its time budget)
     skipped: int = 0  # not sent: every connection of the generator was still waiting
@@ -172,8 +173,13 @@ class LoadGenerator:
                 else:
                     conn = _Conn(*await asyncio.open_connection(self.host, self.port))
                 status, body = await conn.exchange(request)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+        except TimeoutError:
             stats.hung += 1
+            if conn is not None:
+                conn.close()
+            return
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            stats.broken[type(exc).__name__] += 1
             if conn is not None:
                 conn.close()
             return

@@ -83,6 +83,7 @@ def _summary(stats: Stats) -> str:
     return (
         f"{stats.sent} sent in {stats.seconds:.1f} s ({stats.sent_per_s:.0f}/s, not sent "
         f"{stats.skipped}), {stats.ok_per_s:.0f} ok/s, {{{codes}}}, hung {stats.hung}, "
+        f"broken connections {dict(stats.broken) or 0}, "
         f"degraded {stats.degraded}, p50 {stats.latency_ms(0.5):.0f} ms, "
         f"p99 {stats.latency_ms(0.99):.0f} ms (200s: p50 {stats.latency_ms(0.5, 'ok'):.0f}, "
         f"p99 {stats.latency_ms(0.99, 'ok'):.0f} ms; refusals: p99 "
@@ -151,6 +152,6 @@ def test_overload_is_refused_fast_and_recovers(
     # assertions: timings on a shared 2-core machine are not a test's to judge.
     assert burst.peak_rss_kb - rss_before < RSS_GROWTH_LIMIT_KB
     assert back
-    assert set(recovery.statuses) == {200} and recovery.hung == 0
+    assert set(recovery.statuses) == {200} and recovery.hung == 0 and not recovery.broken
     assert capacity.lost == burst.lost == recovery.lost == 0
     assert server_errors(metrics) == 0
