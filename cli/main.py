@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -159,6 +160,38 @@ def rollback(
         f"[green]rolled back[/green] v{result.bad_version} -> v{result.good_version}; "
         f"predictions.current restored to version {result.restored_to}; "
         f"{result.documents_synced} documents resynced"
+    )
+
+
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(min=1, help="Customers to draw.")],
+    days: Annotated[int, typer.Option(min=1, help="Days of orders.")],
+    out: Annotated[Path, typer.Option(help="Landing folder (orders/ and customers/).")],
+    seed: Annotated[int, typer.Option(help="Same seed, same files.")] = 0,
+    start: Annotated[
+        dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First day of orders.")
+    ] = dt.datetime(2023, 1, 1),
+    file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Write synthetic customers and orders as landing files, one chunk of customers at a time."""
+    from jobs.generate import generate as write_landing
+
+    with console.status(f"generating {customers:,} customers over {days} days"):
+        try:
+            result = write_landing(
+                customers=customers,
+                days=days,
+                seed=seed,
+                out=out,
+                start=start.date(),
+                file_format=file_format,
+            )
+        except ValueError as exc:
+            raise _fail(str(exc), code=2) from exc
+    console.print(
+        f"[green]wrote[/green] {result.customers:,} customers and {result.orders:,} orders "
+        f"in {result.files} files under {result.out} ({result.seconds:.1f} s)"
     )
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -9,6 +11,7 @@ pytestmark = pytest.mark.unit
 
 COMMANDS = (
     "demo",
+    "generate",
     "night",
     "backfill",
     "train",
@@ -45,3 +48,30 @@ def test_backfill_refuses_an_inverted_range() -> None:
     result = CliRunner().invoke(app, ["backfill", "--start", "1998-01-10", "--end", "1998-01-01"])
     assert result.exit_code == 2
     assert "before start" in result.output
+
+
+def test_generate_writes_landing_files(tmp_path: Path) -> None:
+    out = tmp_path / "landing"
+    args = ["generate", "--customers", "300", "--days", "60", "--seed", "3", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "300 customers" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["customers", "orders"]
+    assert list((out / "orders").glob("*.parquet"))
+
+
+def test_generate_refuses_an_unknown_format(tmp_path: Path) -> None:
+    args = [
+        "generate",
+        "--customers",
+        "5",
+        "--days",
+        "5",
+        "--out",
+        str(tmp_path),
+        "--format",
+        "xls",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "file_format must be 'csv' or 'parquet'" in result.output
