@@ -24,10 +24,10 @@ from pyspark.sql import SparkSession
 
 from jobs.coldstart_data import build_spec, coldstart_rows, encode_frame
 from jobs.gate import GateDecision, decide
-from jobs.gate_log import DecisionRecord, record_decision
+from jobs.gate_log import DecisionRecord, conclude_gate
 from jobs.lake import read_table, table_exists, table_path, table_version
 from jobs.metrics import binary_metrics
-from jobs.registry import CHAMPION, configure_mlflow, load_booster, set_gate_aliases
+from jobs.registry import CHAMPION, configure_mlflow, load_booster
 from jobs.registry import version_by_alias as alias_version
 from jobs.run_logging import git_commit, lineage_tags
 from jobs.training import lgb_params
@@ -190,8 +190,7 @@ def train_coldstart(
             registered_model_name=name,
         )
         version = str(info.registered_model_version)
-    set_gate_aliases(client, model_name=name, version=version, decision=decision)
-    record_decision(
+    conclude_gate(
         spark,
         settings,
         client,

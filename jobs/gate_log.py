@@ -12,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from jobs.gate import GateDecision
 from jobs.lake import ensure_table, table_path
+from jobs.registry import set_gate_aliases
 from schemas.settings import Settings
 from schemas.tables import GATE_DECISIONS
 
@@ -96,3 +97,16 @@ def record_decision(
     ensure_table(spark, settings, GATE_DECISIONS)
     frame = spark.createDataFrame([row], GATE_DECISIONS.ddl).coalesce(1)
     frame.write.format("delta").mode("append").save(table_path(settings, GATE_DECISIONS))
+
+
+def conclude_gate(
+    spark: SparkSession, settings: Settings, client: MlflowClient, record: DecisionRecord
+) -> None:
+    """Act on a gate decision (aliases) and record it (MLflow run, Delta table)."""
+    set_gate_aliases(
+        client,
+        model_name=record.model_name,
+        version=record.candidate_version,
+        decision=record.decision,
+    )
+    record_decision(spark, settings, client, record)

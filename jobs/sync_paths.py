@@ -82,18 +82,18 @@ def run_full(
     clock.lap("verify")
     _swap(db, source=build.name, target=name, settings=settings)
     clock.lap("swap")
-    _write_priors(db, settings, priors(table), version=version)
-    with_retries(
-        settings,
-        commit,
+    return _finish(
         db,
-        collection=name,
-        delta_version=version,
-        documents=expected,
+        settings,
+        table=table,
+        name=name,
+        version=version,
         mode="full",
+        expected=expected,
+        tally=tally,
+        verification=verification,
+        clock=clock,
     )
-    clock.lap("priors_and_watermark")
-    return Outcome(tally=tally, verification=verification, phases=clock.phases)
 
 
 def run_incremental(
@@ -142,6 +142,34 @@ def run_incremental(
     )
     verification.raise_for_failure()
     clock.lap("verify")
+    return _finish(
+        db,
+        settings,
+        table=table,
+        name=name,
+        version=version,
+        mode="incremental",
+        expected=expected,
+        tally=tally,
+        verification=verification,
+        clock=clock,
+    )
+
+
+def _finish(
+    db: Database[dict[str, Any]],
+    settings: Settings,
+    *,
+    table: pa.Table,
+    name: str,
+    version: int,
+    mode: str,
+    expected: int,
+    tally: WriteTally,
+    verification: Verification,
+    clock: _Clock,
+) -> Outcome:
+    """Both paths end alike: priors, then the watermark, only after every write succeeded."""
     _write_priors(db, settings, priors(table), version=version)
     with_retries(
         settings,
@@ -150,7 +178,7 @@ def run_incremental(
         collection=name,
         delta_version=version,
         documents=expected,
-        mode="incremental",
+        mode=mode,
     )
     clock.lap("priors_and_watermark")
     return Outcome(tally=tally, verification=verification, phases=clock.phases)

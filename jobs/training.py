@@ -35,12 +35,11 @@ from pyspark.sql import SparkSession
 
 from jobs.evaluation import baseline_metrics, task_metrics
 from jobs.gate import GateDecision, decide
-from jobs.gate_log import DecisionRecord, record_decision
+from jobs.gate_log import DecisionRecord, conclude_gate
 from jobs.registry import (
     CHAMPION,
     configure_mlflow,
     load_booster,
-    set_gate_aliases,
     version_by_alias,
 )
 from jobs.run_logging import log_candidate_run
@@ -210,8 +209,7 @@ def gate_and_register(
     )
     if champ_problem and decision.promote:
         decision = GateDecision(promote=False, reason=champ_problem)
-    set_gate_aliases(client, model_name=name, version=version, decision=decision)
-    record_decision(
+    conclude_gate(
         spark,
         settings,
         client,
