@@ -67,9 +67,15 @@ class MongoPredictionStore:
         return await self._predictions.find_one({"_id": _plain_id(customer_id)})
 
     async def get_many(self, customer_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """One round trip: ``$in`` on ``_id`` with plain strings only."""
+        """One round trip: ``$in`` on ``_id`` with plain strings only.
+
+        ``limit`` as well as ``batch_size``: when every id is found the first batch is
+        full, and without a limit the server keeps the cursor open, so the driver sends a
+        ``getMore``, a second round trip that fails (CursorNotFound) when a full resync's
+        rename lands in between (scenario 4)."""
         ids = list(dict.fromkeys(_plain_id(c) for c in customer_ids))
-        cursor = self._predictions.find({"_id": {"$in": ids}}, batch_size=max(len(ids), 1))
+        n = max(len(ids), 1)
+        cursor = self._predictions.find({"_id": {"$in": ids}}, limit=n, batch_size=n)
         return {doc["_id"]: doc async for doc in cursor}
 
     async def ids(self) -> list[str]:
