@@ -5,7 +5,10 @@ Measured in one run, on the same rows and the same registered LightGBM model:
 
 1. bare ``Booster.predict`` on an in-memory numpy array (2 threads): the ceiling;
 2. ``jobs.score.score_date``: read the feature partition, score, append history,
-   update current (current already holds yesterday's rows, as on a real night);
+   update current (current already holds yesterday's rows, as on a real night), with
+   the models compiled to native code as configured by default (compiled once, by the
+   warm-up night, as on the first night of a new champion; 2b is the same job scoring
+   with LightGBM's own predict, for the record);
 3. ``mlflow.pyfunc.spark_udf`` on the same partition: score and append to a Delta table.
 
 Targets: (2) >= 0.5x (1) and >= 2x (3).
@@ -86,11 +89,25 @@ def run(*, customers: int, trees: int, master: str) -> Report:
             )
         )
         report.notes["current_mode"] = results[-1].current_mode
+        report.notes["predictors"] = results[-1].predictors
         report.notes["phases_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
+        # For the record, not a baseline: the same job scoring with LightGBM's own predict.
+        plain = settings.model_copy(
+            update={"scoring": settings.scoring.model_copy(update={"compiled_trees": False})}
+        )
+        lgbm = report.add(
+            timed(
+                "2b score_date, LightGBM predict",
+                customers,
+                lambda: results.append(score_date(spark, plain, score_date=DAY)),
+            )
+        )
+        report.notes["phases_lightgbm_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
         udf = report.add(_spark_udf(spark, settings, customers=customers, table=table_path))
         report.ratio("score_date / bare predict (target >= 0.5)", job, bare)
         report.ratio("score_date / spark_udf (target >= 2)", job, udf)
         report.ratio("spark_udf / bare predict", udf, bare)
+        report.ratio("score_date with LightGBM predict / bare predict", lgbm, bare)
         spark.stop()
     return report
 
@@ -126,7 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     # Known options only: ``python -m bench scoring`` passes the benchmark names along.
     args, _ = parser.parse_known_args(argv)
     lgb.register_logger(_Quiet())
-    run(customers=args.customers, trees=args.trees, master=args.master).print_and_save()
+    report = run(customers=args.customers, trees=args.trees, master=args.master)
+    report.print_and_save()
+    for key in ("predictors", "phases_s", "phases_lightgbm_s"):
+        print(f"  {key}: {report.notes.get(key)}")
 
 
 class _Quiet:

@@ -6,7 +6,8 @@ definition once it has one.
 
 ``score_batches`` is a pure transform that runs on the executors: Arrow record
 batches in, Arrow record batches out (``mapInArrow``, no pandas conversion), every
-model predicting on one float matrix built once per batch.
+model predicting on one float matrix built once per batch, compiled to native code
+where it can be (``jobs.compiled_trees``), else through LightGBM.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import NumericType
 
+from jobs.compiled_trees import Predictor, load_predictor
 from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
 from schemas.models import model_definitions
 from schemas.settings import Settings
@@ -120,27 +122,41 @@ def _numeric(data_type: object) -> bool:
 
 
 def score_batches(
-    features: DataFrame, *, models: list[ModelToScore], num_threads: int = 1
+    features: DataFrame,
+    *,
+    models: list[ModelToScore],
+    num_threads: int = 1,
+    compiled_cache_dir: str | None = None,
 ) -> DataFrame:
     """``customer_id, model_name, model_role, model_version, score``: one row per customer and
-    model; each model predicts on its own feature columns of the one matrix."""
+    model; each model predicts on its own feature columns of the one matrix.
+
+    ``compiled_cache_dir``: score with each model compiled to native code (cached there,
+    ``jobs.compiled_trees``), checked against LightGBM on the first rows; None: LightGBM.
+    """
     columns = list(dict.fromkeys(n for m in models for n in m.booster.feature_name()))
     payload = [
         ([columns.index(n) for n in m.booster.feature_name()], m.booster.model_to_string())
         for m in models
     ]
+    everything = list(range(len(columns)))
 
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        boosters = [(idx, lgb.Booster(model_str=text)) for idx, text in payload]
+        predictors: list[tuple[list[int], Predictor]] = []
         for batch in batches:
             n = batch.num_rows
             x = np.empty((n, len(columns)), dtype=np.float64)
             for j in range(len(columns)):
                 col = pc.cast(batch.column(j + 1), pa.float64())
                 x[:, j] = col.fill_null(np.nan).to_numpy(zero_copy_only=False)
-            for k, (idx, booster) in enumerate(boosters):
-                matrix = x if idx == list(range(len(columns))) else x[:, idx]
-                score = booster.predict(matrix, num_threads=num_threads)
+            if not predictors:  # once per task, probed on its first rows
+                predictors = [
+                    (idx, load_predictor(text, cache_dir=compiled_cache_dir, probe=x[:, idx]))
+                    for idx, text in payload
+                ]
+            for k, (idx, predictor) in enumerate(predictors):
+                matrix = x if idx == everything else x[:, idx]
+                score = predictor.predict(matrix, num_threads=num_threads)
                 yield pa.RecordBatch.from_arrays(
                     [batch.column(0), pa.array(np.full(n, k, dtype=np.int8)), pa.array(score)],
                     names=["customer_id", "model", "score"],

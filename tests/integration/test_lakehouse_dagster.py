@@ -113,3 +113,51 @@ def test_failing_gold_contract_blocks_downstream_in_the_same_run(
     failed = contract.metadata["failed"].value
     assert [(f["column"], f["unexpected_count"]) for f in failed] == [("monetary_all", 1)]
     assert "monetary_all) failed on 1 of" in contract.description
+
+
+@pytest.mark.reliability
+def test_a_landing_file_with_a_wrong_schema_stops_the_night_before_anything_is_written(
+    spark: Any, landing_settings: Settings, reliability_report: Any
+) -> None:
+    """Scenario 8 through Dagster: the bronze step refuses the batch, so nothing downstream
+    (features, model, scoring, the MongoDB sync) runs, and every table keeps its version."""
+    import pandas as pd
+
+    from jobs.lake import table_version
+    from pipelines.lakehouse.assets import (
+        BRONZE_ORDERS_KEY,
+        CUSTOMER_FEATURES_KEY,
+        SILVER_CUSTOMERS_KEY,
+        SILVER_ORDERS_KEY,
+    )
+    from pipelines.models.assets import CHAMPION_MODEL_KEY
+    from pipelines.scoring.assets import CURRENT_KEY, HISTORY_KEY
+    from pipelines.serving.assets import MONGO_PREDICTIONS_KEY
+    from schemas.tables import BRONZE_ORDERS, CUSTOMER_FEATURES
+
+    settings = landing_settings
+    lakehouse = [BRONZE_ORDERS_KEY, SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY, CUSTOMER_FEATURES_KEY]
+    assert _run(settings, lakehouse).success  # yesterday's night, from good files
+    tables = (BRONZE_ORDERS, SILVER_ORDERS, SILVER_CUSTOMERS, CUSTOMER_FEATURES)
+    before = {t.name: table_version(spark, settings, t) for t in tables}
+    silver_rows = read_table(spark, settings, SILVER_ORDERS).count()
+
+    wrong = pd.DataFrame({"order_id": ["x1"], "client": ["c1"], "day": ["2023-10-30"]})
+    wrong.to_parquet(Path(settings.lakehouse.landing_dir) / "orders" / "tonight.parquet")
+    downstream = [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]
+    night = _run(settings, [*lakehouse, *downstream])
+
+    failed = [e for e in night.all_events if e.event_type_value == "STEP_FAILURE"]
+    after = {t.name: table_version(spark, settings, t) for t in tables}
+    reliability_report.record(
+        scenario="8 bad landing file blocks the night (Dagster)",
+        bad_inputs=1,
+        rows_lost=max(0, silver_rows - read_table(spark, settings, SILVER_ORDERS).count()),
+        rows_duplicated=max(0, read_table(spark, settings, SILVER_ORDERS).count() - silver_rows),
+        detail=f"failed steps {[e.step_key for e in failed]}; materialized {_materialized(night)}",
+    )
+    assert not night.success
+    assert len(failed) == 1 and "orders" in str(failed[0].step_key)  # the ingest step only
+    assert "lack columns" in str(failed[0].event_specific_data.error)
+    assert _materialized(night) == set()
+    assert after == before
