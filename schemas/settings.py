@@ -1,8 +1,8 @@
 """The one typed settings model: ``conf/<env>.yaml`` overlaid by environment variables.
 
 Precedence (highest first): explicit keyword arguments, environment variables
-(``LAKESCORE_<SECTION>__<FIELD>``, plus the conventional ``MONGO_URI``,
-``MLFLOW_TRACKING_URI`` and ``SPARK_MASTER``), the YAML file, the defaults below.
+``LAKESCORE_<SECTION>__<FIELD>``, the conventional ``MONGO_URI``,
+``MLFLOW_TRACKING_URI`` and ``SPARK_MASTER``, the YAML file, the defaults below.
 Relative paths are resolved against the working directory when loaded, so that
 Spark, MLflow and the API all see the same absolute locations.
 """
@@ -284,10 +284,13 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_file = _yaml_path()
+        # LAKESCORE_* before the conventional variables: the project's own variable is the
+        # more specific one, and libraries export the conventional ones themselves (MLflow's
+        # set_tracking_uri sets MLFLOW_TRACKING_URI for the rest of the process).
         sources: list[PydanticBaseSettingsSource] = [
             init_settings,
-            _ConventionalEnvSource(settings_cls),
             env_settings,
+            _ConventionalEnvSource(settings_cls),
         ]
         if yaml_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))

@@ -62,6 +62,28 @@ def test_conventional_variables(conf_dir: Path, monkeypatch: pytest.MonkeyPatch)
     assert s.mlflow.tracking_uri == "http://mlflow:5000"
 
 
+def test_project_variables_win_over_conventional_ones(
+    conf_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's set_tracking_uri exports MLFLOW_TRACKING_URI for the whole process: settings
+    built after it must still follow LAKESCORE_MLFLOW__TRACKING_URI."""
+    import mlflow
+
+    monkeypatch.setenv("LAKESCORE_MLFLOW__TRACKING_URI", "http://ours:5000")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://theirs:5000")
+    monkeypatch.setenv("LAKESCORE_MONGO__URI", "mongodb://ours:27017/")
+    monkeypatch.setenv("MONGO_URI", "mongodb://theirs:27017/")
+    s = Settings()
+    assert (s.mlflow.tracking_uri, s.mongo.uri) == ("http://ours:5000", "mongodb://ours:27017/")
+
+    previous = mlflow.get_tracking_uri()
+    try:
+        mlflow.set_tracking_uri("sqlite:////tmp/another-registry.db")
+        assert Settings().mlflow.tracking_uri == "http://ours:5000"
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def test_missing_env_file_is_an_error(conf_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LAKESCORE_ENV", "nope")
     with pytest.raises(FileNotFoundError, match=r"nope\.yaml"):
