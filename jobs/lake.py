@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from schemas.settings import Settings
 from schemas.tables import TableSpec
+
+log = logging.getLogger(__name__)
 
 
 def table_path(settings: Settings, spec: TableSpec) -> str:
@@ -30,6 +35,22 @@ def table_version(spark: SparkSession, settings: Settings, spec: TableSpec) -> i
     """The latest committed version of a table."""
     history = DeltaTable.forPath(spark, table_path(settings, spec)).history(1)
     return int(history.select("version").first()[0])  # type: ignore[index]
+
+
+def file_statistics(settings: Settings, spec: TableSpec) -> list[dict[str, Any]] | None:
+    """One dict per data file of the latest version: ``path``, ``num_records``,
+    ``partition.<column>``, ``min.<column>`` / ``max.<column>``, read from the Delta log by
+    delta-rs (no data file is opened). None when delta-rs cannot read the table (a storage
+    or a reader feature it lacks): ask Spark instead."""
+    try:
+        import pyarrow as pa
+        from deltalake import DeltaTable as RustDeltaTable
+
+        actions = RustDeltaTable(table_path(settings, spec)).get_add_actions(flatten=True)
+        return pa.table(actions).to_pylist()
+    except Exception as exc:  # any reason delta-rs cannot read it: Spark can
+        log.info("delta-rs cannot read the file statistics of %s (%s)", spec.name, exc)
+        return None
 
 
 def last_commit(

@@ -22,12 +22,20 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from jobs.lake import ensure_table, read_table, table_exists, table_path, table_version
+from jobs.compiled_trees import compile_ahead
+from jobs.lake import (
+    ensure_table,
+    last_commit,
+    read_table,
+    table_exists,
+    table_path,
+    table_version,
+)
 from jobs.registry import CHALLENGER, CHAMPION
 from jobs.score_batches import ModelToScore, check_features, resolve_models, score_batches
 from jobs.score_current import update_current
@@ -64,6 +72,8 @@ class ScoreResult:
     models: dict[str, str] = field(default_factory=dict)
     current_modes: dict[str, str] = field(default_factory=dict)
     skipped_models: tuple[str, ...] = ()  # additional definitions without a champion yet
+    # How each model scored ("name/role" -> "compiled" or "lightgbm", as the driver found it).
+    predictors: dict[str, str] = field(default_factory=dict)
 
 
 def score_date(
@@ -84,6 +94,14 @@ def score_date(
     ensure_table(
         spark, settings, PREDICTIONS_CURRENT, properties={"delta.enableChangeDataFeed": "true"}
     )
+    cache_dir = compiled_cache_dir(settings)
+    predictors = {
+        f"{m.model_name}/{m.role}": "lightgbm"
+        if cache_dir is None
+        else compile_ahead(m.booster.model_to_string(), cache_dir=cache_dir)
+        for m in models
+    }
+    seconds["compile"] = time.perf_counter() - started - sum(seconds.values())
     rows = prediction_rows(
         spark,
         features,
@@ -91,16 +109,16 @@ def score_date(
         score_date=score_date,
         run_id=run_id,
         feature_version=feature_version,
+        compiled_cache_dir=cache_dir,
     )
     previous = spark.conf.get(_ARROW_BATCH)
     spark.conf.set(_ARROW_BATCH, str(settings.scoring.arrow_batch_rows))
     try:
-        written = _replace_history_rows(
+        history_version, written = _replace_history_rows(
             spark, settings, rows, score_date=score_date, model_names=list(champions)
         )
     finally:
         spark.conf.set(_ARROW_BATCH, previous or "10000")
-    history_version = table_version(spark, settings, PREDICTIONS_HISTORY)
     seconds["history"] = time.perf_counter() - started - sum(seconds.values())
     tonight = read_table(spark, settings, PREDICTIONS_HISTORY, version=history_version).where(
         (F.col("score_date") == F.lit(score_date)) & (F.col("model_role") == CHAMPION)
@@ -112,6 +130,7 @@ def score_date(
             tonight.where(F.col("model_name") == name).select(*PREDICTIONS_CURRENT.columns),
             score_date=score_date,
             model_name=name,
+            history_version=history_version,
         )
         for name in champions
     }
@@ -134,6 +153,16 @@ def score_date(
         models=champions,
         current_modes=modes,
         skipped_models=tuple(skipped),
+        predictors=predictors,
+    )
+
+
+def compiled_cache_dir(settings: Settings) -> str | None:
+    """Where compiled models are kept, or None when scoring uses LightGBM itself."""
+    if not settings.scoring.compiled_trees:
+        return None
+    return settings.scoring.compiled_cache_dir or str(
+        Path(settings.data_dir) / "cache" / "compiled_trees"
     )
 
 
@@ -163,6 +192,7 @@ def prediction_rows(
     score_date: dt.date,
     run_id: str,
     feature_version: int,
+    compiled_cache_dir: str | None = None,
 ) -> DataFrame:
     """History rows (every model's score for every customer) from the feature rows."""
     # One Python worker per task; give each the cores the other tasks leave idle. Feature
@@ -171,7 +201,9 @@ def prediction_rows(
     tasks = max(1, features.rdd.getNumPartitions())
     threads = max(1, spark.sparkContext.defaultParallelism // tasks)
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    scored = score_batches(features, models=models, num_threads=threads)
+    scored = score_batches(
+        features, models=models, num_threads=threads, compiled_cache_dir=compiled_cache_dir
+    )
     return scored.select(
         "customer_id",
         "model_name",
@@ -192,15 +224,14 @@ def _replace_history_rows(
     *,
     score_date: dt.date,
     model_names: list[str],
-) -> int:
-    """Replace D's rows of these models in history (one commit); returns the rows written."""
+) -> tuple[int, int]:
+    """Replace D's rows of these models in history (one commit): its version, rows written."""
     names = ", ".join(f"'{name}'" for name in model_names)
     condition = f"score_date = DATE'{score_date.isoformat()}' AND model_name IN ({names})"
     path = table_path(settings, PREDICTIONS_HISTORY)
     rows.write.format("delta").mode("overwrite").option("replaceWhere", condition).save(path)
-    last = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()
-    metrics = (last[0] if last else None) or {}
-    return int(metrics.get("numOutputRows", 0))
+    version, metrics = last_commit(spark, settings, PREDICTIONS_HISTORY)
+    return version, int(metrics.get("numOutputRows", 0))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.lake import read_table, table_exists, table_version
+from jobs.lake import file_statistics, read_table, table_exists, table_version
+from jobs.registry import configure_mlflow, load_booster
 from jobs.score import ScoreResult, ScoringError, score_date
+from jobs.score_current import newest_score_date
 from schemas.models import ModelDefinition
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
@@ -82,6 +84,30 @@ def test_a_night_writes_every_customer_with_lineage(
     assert by_date == {D0: 1, D1: N}  # the customer missing on D1 keeps the D0 score
     scores = {r.customer_id: r.score for r in rows}
     assert all(scores[r.customer_id] == r.score for r in current if r.score_date == D1)
+
+
+def test_scores_come_from_compiled_trees_equal_to_lightgbm(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    _, r1 = first_nights
+    assert r1.predictors == {"purchase_30d/champion": "compiled"}
+    configure_mlflow(lake)
+    booster = load_booster(model_name="purchase_30d", version=r1.model_version)
+    features = synthetic_features(customers=N, seed=2)
+    expected = booster.predict(features[booster.feature_name()].astype("float64"))
+    got = {r.customer_id: r.score for r in _history(spark, lake, D1).collect()}
+    diffs = [abs(got[c] - e) for c, e in zip(features["customer_id"], expected, strict=True)]
+    assert len(got) == N
+    assert max(diffs) <= 1e-12
+
+
+def test_newest_score_date_comes_from_the_delta_log(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    files = file_statistics(lake, PREDICTIONS_CURRENT)
+    assert files and {f["partition.model_name"] for f in files} == {"purchase_30d"}
+    assert newest_score_date(spark, lake, model_name="purchase_30d") == D1
+    assert newest_score_date(spark, lake, model_name="no_such_model") is None
 
 
 def test_rerun_replaces_exactly_that_dates_rows(
