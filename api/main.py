@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from schemas.settings import Settings, get_settings
+from starlette.types import ASGIApp
 
 from api import errors
 from api.deps import Services
 from api.fastpath import FastSingleLookup
+from api.lookup_app import LookupApp
 from api.metrics import Metrics
 from api.middleware import GuardMiddleware
 from api.model_holder import ModelHolder
@@ -77,7 +79,20 @@ def create_app(
             request_log.stop()
             await the_store.close()
 
-    app = FastAPI(
+    def front(stack: ASGIApp) -> ASGIApp:
+        """The guard, then the fast path, then FastAPI's stack (see ``api.lookup_app``)."""
+        return GuardMiddleware(
+            FastSingleLookup(stack, max_body_bytes=cfg.max_body_bytes),
+            metrics=metrics,
+            key_guard=key_guard,
+            key_header=cfg.api_key_header,
+            max_concurrency=cfg.max_concurrency,
+            max_body_bytes=cfg.max_body_bytes,
+            shedder=shedder,
+        )
+
+    app = LookupApp(
+        front=front,
         title="lakescore lookup API",
         version="0.2.0",
         description=(
@@ -91,14 +106,4 @@ def create_app(
     app.include_router(health.router)
     app.include_router(predictions.router)
     declare_api_key(app, header=cfg.api_key_header)
-    app.add_middleware(FastSingleLookup, max_body_bytes=cfg.max_body_bytes)  # inside the guard
-    app.add_middleware(
-        GuardMiddleware,
-        metrics=metrics,
-        key_guard=key_guard,
-        key_header=cfg.api_key_header,
-        max_concurrency=cfg.max_concurrency,
-        max_body_bytes=cfg.max_body_bytes,
-        shedder=shedder,
-    )
     return app

@@ -46,6 +46,8 @@ class GuardMiddleware:
         self.max_concurrency = max_concurrency
         self.max_body_bytes = max_body_bytes
         self.in_flight = 0
+        # The gauge reads the count when scraped (not an inc/dec with a lock per request).
+        metrics.in_flight.set_function(lambda: self.in_flight)
         self._prefix = f"{os.getpid():x}-"
         self._ids = itertools.count(1)
 
@@ -100,7 +102,6 @@ class GuardMiddleware:
             await send(message)
 
         self.in_flight += 1
-        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, tagged_send)  # chunked bodies: FastAPI's max_body_size
         except Exception:
@@ -108,7 +109,6 @@ class GuardMiddleware:
             raise
         finally:
             self.in_flight -= 1
-            self.metrics.in_flight.dec()
             code = status_box[0]
             if code >= 500:
                 self.metrics.errors.labels(route, "server" if code != 503 else "unavailable").inc()

@@ -17,6 +17,10 @@ Two references at 1 connection say what the target can be there: the constant en
 request and nothing else (``raw_find_one_app``: the least any HTTP API over the driver
 can cost, on the same client, server and machine). They are extra rows; no baseline
 changed.
+
+Only some groups of cells: ``python -m bench.bench_api --cells coldstart,single1`` (or
+``LAKESCORE_BENCH_API_CELLS=coldstart python -m bench api``); each group keeps its
+baselines, and a partial run writes ``results/api-<groups>.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,17 @@ REPEATS = int(os.environ.get("LAKESCORE_BENCH_API_REPEATS", "2"))
 KEY = "bench-key-0123456789"
 DATABASE = "bench_api"
 REPO = Path(__file__).resolve().parents[1]
+# Groups of cells (``--cells a,b`` or ``LAKESCORE_BENCH_API_CELLS=a,b``; default: all). A group
+# is a subject and its baselines, measured in turns, so its ratios stay meaningful alone.
+CELL_GROUPS = ("single1", "single16", "single64", "batch1", "batch16", "coldstart")
+_SERVERS_OF = {
+    "single1": {"api", "cached", "constant", "raw"},
+    "single16": {"api", "cached"},
+    "single64": {"api", "cached"},
+    "batch1": {"api", "cached"},
+    "batch16": {"api", "cached"},
+    "coldstart": {"api", "cached", "constant"},
+}
 
 
 def constant_app() -> Any:
@@ -258,12 +273,31 @@ def _api_env(tmp: Path, mongo_uri: str, tracking_uri: str, *, cache: int) -> dic
     }
 
 
-def main() -> None:
+def selected_cells(argv: list[str] | None = None) -> tuple[str, ...]:
+    """The cell groups to run: ``--cells`` (or ``LAKESCORE_BENCH_API_CELLS``), else all."""
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_api")
+    parser.add_argument(
+        "--cells",
+        default=os.environ.get("LAKESCORE_BENCH_API_CELLS", ""),
+        help=f"comma-separated groups of {', '.join(CELL_GROUPS)} (default: all)",
+    )
+    raw = parser.parse_args(argv or []).cells
+    chosen = [c.strip() for c in raw.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in CELL_GROUPS]
+    if unknown:
+        parser.error(f"unknown cell groups {unknown}; choose from {', '.join(CELL_GROUPS)}")
+    return tuple(c for c in CELL_GROUPS if c in chosen) if chosen else CELL_GROUPS
+
+
+def main(argv: list[str] | None = None) -> None:
     from jobs.local_mongo import start_server
     from tests.api.helpers import register_coldstart, seed_mongo
     from tests.conftest import free_port
 
-    report = Report(benchmark="api")
+    cells = selected_cells(argv)
+    needed = set().union(*(_SERVERS_OF[c] for c in cells))
+    # A partial run saves beside the full one (``api-coldstart.json``), never over it.
+    report = Report(benchmark="api" if cells == CELL_GROUPS else "api-" + "-".join(cells))
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     port = free_port()
     mongo = start_server(port=port, storage_path=":memory:", log_path=tmp / "mongo.log")
@@ -282,6 +316,8 @@ def main() -> None:
             ("constant", "bench.bench_api:constant_app", {}),
             ("raw", "bench.bench_api:raw_find_one_app", {"MONGO_URI": mongo_uri}),
         ):
+            if name not in needed:
+                continue
             proc, url = _start_uvicorn(target, env, tmp / f"{name}.log")
             procs.append(proc)
             servers[name] = url
@@ -325,21 +361,24 @@ def main() -> None:
         _warm(servers["cached"], [*single_ids, *batch_ids])
         bare_ids = single_ids
         raw = [{"method": "GET", "path": f"/raw/{c}"} for c in single_ids]
-        # At 1 connection, two references: the HTTP hop alone (constant), and the least any
-        # HTTP API over the driver costs (raw ASGI + find_one).
-        drv, const1, raw1, api, hit = group(
-            ("bare find_one c1", "find_one", mongo_uri, bare_ids, 1),
-            ("constant GET c1", "http", servers["constant"], const_get, 1),
-            ("raw ASGI + find_one c1 (reference)", "http", servers["raw"], raw, 1),
-            ("api single (no cache) c1", "http", servers["api"], single, 1),
-            ("api single (cache hits) c1", "http", servers["cached"], single, 1),
-        )
-        _ratios(report, "single c1 vs bare find_one", api, drv)
-        _ratios(report, "single cache-hit c1 vs bare find_one", hit, drv)
-        _ratios(report, "raw ASGI + find_one c1 vs bare find_one", raw1, drv)
-        _ratios(report, "single c1 vs raw ASGI + find_one", api, raw1)
-        _ratios(report, "single cache-hit c1 vs constant GET c1", hit, const1)
+        if "single1" in cells:
+            # At 1 connection, two references: the HTTP hop alone (constant), and the least
+            # any HTTP API over the driver costs (raw ASGI + find_one).
+            drv, const1, raw1, api, hit = group(
+                ("bare find_one c1", "find_one", mongo_uri, bare_ids, 1),
+                ("constant GET c1", "http", servers["constant"], const_get, 1),
+                ("raw ASGI + find_one c1 (reference)", "http", servers["raw"], raw, 1),
+                ("api single (no cache) c1", "http", servers["api"], single, 1),
+                ("api single (cache hits) c1", "http", servers["cached"], single, 1),
+            )
+            _ratios(report, "single c1 vs bare find_one", api, drv)
+            _ratios(report, "single cache-hit c1 vs bare find_one", hit, drv)
+            _ratios(report, "raw ASGI + find_one c1 vs bare find_one", raw1, drv)
+            _ratios(report, "single c1 vs raw ASGI + find_one", api, raw1)
+            _ratios(report, "single cache-hit c1 vs constant GET c1", hit, const1)
         for conns in (16, 64):
+            if f"single{conns}" not in cells:
+                continue
             drv, api, hit = group(
                 (f"bare find_one c{conns}", "find_one", mongo_uri, bare_ids, conns),
                 (f"api single (no cache) c{conns}", "http", servers["api"], single, conns),
@@ -348,6 +387,8 @@ def main() -> None:
             _ratios(report, f"single c{conns} vs bare find_one", api, drv)
             _ratios(report, f"single cache-hit c{conns} vs bare find_one", hit, drv)
         for conns in (1, 16):
+            if f"batch{conns}" not in cells:
+                continue
             bare_in, api_b, hit_b = group(
                 (f"bare $in 100 ids c{conns}", "in", mongo_uri, batch_ids, conns),
                 (f"api batch 100 (no cache) c{conns}", "http", servers["api"], batch, conns),
@@ -355,18 +396,19 @@ def main() -> None:
             )
             _ratios(report, f"batch100 c{conns} vs bare $in", api_b, bare_in)
             _ratios(report, f"batch100 cache-hit c{conns} vs bare $in", hit_b, bare_in)
-        const, const_p, hit16, cold_nc, cold_hit = group(
-            ("constant GET c16", "http", servers["constant"], const_get, 16),
-            ("constant POST c16", "http", servers["constant"], const_post, 16),
-            ("api single (cache hits) c16, again", "http", servers["cached"], single, 16),
-            ("api coldstart (no cache) c16", "http", servers["api"], cold, 16),
-            ("api coldstart (cache hits) c16", "http", servers["cached"], cold, 16),
-        )
-        _ratios(report, "single cache-hit c16 vs constant", hit16, const)
-        _ratios(report, "coldstart c16 vs constant POST", cold_nc, const_p)
-        _ratios(report, "coldstart cache-hit c16 vs constant POST", cold_hit, const_p)
+        if "coldstart" in cells:
+            const, const_p, hit16, cold_nc, cold_hit = group(
+                ("constant GET c16", "http", servers["constant"], const_get, 16),
+                ("constant POST c16", "http", servers["constant"], const_post, 16),
+                ("api single (cache hits) c16, again", "http", servers["cached"], single, 16),
+                ("api coldstart (no cache) c16", "http", servers["api"], cold, 16),
+                ("api coldstart (cache hits) c16", "http", servers["cached"], cold, 16),
+            )
+            _ratios(report, "single cache-hit c16 vs constant", hit16, const)
+            _ratios(report, "coldstart c16 vs constant POST", cold_nc, const_p)
+            _ratios(report, "coldstart cache-hit c16 vs constant POST", cold_hit, const_p)
         report.notes["latency_ms"] = {label: {k: r[k] for k in ("p50_ms", "p99_ms", "status")} for label, r in rows}  # fmt: skip
-        report.notes["setup"] = {"customers": CUSTOMERS, "duration_s": DURATION_S, "cpus": os.cpu_count()}  # fmt: skip
+        report.notes["setup"] = {"customers": CUSTOMERS, "duration_s": DURATION_S, "cpus": os.cpu_count(), "cells": list(cells)}  # fmt: skip
         report.print_and_save()
     finally:
         for proc in procs:
@@ -403,4 +445,4 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "load":
         load_main(sys.argv[2:])
     else:
-        main()
+        main(sys.argv[1:])
