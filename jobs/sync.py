@@ -69,7 +69,7 @@ class SyncResult:
     retried_batches: int
     verification: Verification
     seconds: float
-    phases: dict[str, float]  # seconds per phase of the path taken
+    phases: dict[str, float]  # seconds per phase: choosing the path, then the path's own
 
     @property
     def verified_sample(self) -> int:
@@ -119,9 +119,11 @@ def sync(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-snapshot") as pool:
             # Delta's snapshot is read while the change feed is: both are native code.
             rows = pool.submit(snapshot, spark, settings, version=version)
+            choosing = time.perf_counter()
             path, reason, changed = _choose(
                 spark, settings, state=state, version=version, mode=mode
             )
+            chosen = round(time.perf_counter() - choosing, 3)  # mostly reading the change feed
             log.info("sync to version %s: %s (%s)", version, path, reason)
             outcome: Outcome
             if path == "incremental":
@@ -146,7 +148,7 @@ def sync(
         retried_batches=outcome.tally.retried_batches,
         verification=outcome.verification,
         seconds=time.perf_counter() - started,
-        phases=outcome.phases,
+        phases={"choose_path": chosen, **outcome.phases},
     )
 
 

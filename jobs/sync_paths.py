@@ -185,10 +185,22 @@ def _finish(
 
 
 def _sample_ids(table: pa.Table, *, k: int, seed: int) -> list[str]:
-    if table.num_rows == 0:
+    """Up to ``k`` distinct customers, drawn by row (no Python list of every customer id)."""
+    rows = table.num_rows
+    if rows == 0 or k <= 0:
         return []
-    ids = pc.unique(table.column("customer_id")).to_pylist()
-    return random.Random(seed).sample(ids, min(k, len(ids)))
+    rng = random.Random(seed)
+    column = table.column("customer_id")
+    if rows <= 4 * k:  # small: an exact sample of the distinct ids
+        ids = pc.unique(column).to_pylist()
+        return rng.sample(ids, min(k, len(ids)))
+    picked: dict[str, None] = {}
+    for _ in range(8):  # a customer has a row per model: a few draws reach k distinct
+        drawn = column.take(pa.array(rng.sample(range(rows), 2 * k))).to_pylist()
+        picked.update(dict.fromkeys(drawn))
+        if len(picked) >= k:
+            break
+    return list(picked)[:k]
 
 
 def _changed_sample(

@@ -20,8 +20,10 @@ from pymongo import MongoClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs import sync_changes
 from jobs.lake import ensure_table, read_table, table_exists, table_path, table_version
 from jobs.sync import SyncVerificationError, sync, synced_version
+from jobs.sync_changes import _changed_ids_rust, _changed_ids_spark
 from schemas.serving import PRIORS_COLLECTION_SUFFIX, SYNC_STATE_COLLECTION
 from schemas.settings import LakeSettings, Settings
 from schemas.tables import PREDICTIONS_CURRENT
@@ -177,6 +179,43 @@ def test_customers_deleted_in_delta_lose_their_documents(
     assert result.deleted == 7 and result.upserted == 3
     assert result.documents == 96
     assert collection(env).count_documents({"_id": {"$in": ids[:7]}}) == 0
+    assert synced_version(env) == version
+    assert_mongo_equals_delta(spark, env)
+
+
+def test_the_change_feed_read_by_delta_rs_names_the_customers_spark_does(
+    spark: SparkSession, env: Settings
+) -> None:
+    ids = customer_ids(60)
+    since = upsert_current(spark, env, rows(ids))
+    upsert_current(spark, env, rows(ids[:5], version="2", seed=3))  # MERGE: updates
+    upsert_current(spark, env, rows(customer_ids(3, start=100), seed=4))  # MERGE: inserts
+    until = delete_customers(spark, env, ids[10:12])
+
+    by_rust = _changed_ids_rust(env, since=since, until=until)
+    by_spark = _changed_ids_spark(spark, env, since=since, until=until, limit=None)
+
+    expected = ids[:5] + customer_ids(3, start=100) + ids[10:12]
+    assert sorted(by_rust) == sorted(by_spark) == sorted(expected)
+
+
+def test_spark_reads_the_change_feed_when_delta_rs_cannot(
+    spark: SparkSession, env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = customer_ids(50)
+    upsert_current(spark, env, rows(ids))
+    sync(spark, env)
+    upsert_current(spark, env, rows(ids[:4], version="2", seed=5))
+    version = delete_customers(spark, env, ids[-2:])
+
+    def refuse(*args: Any, **kwargs: Any) -> list[str]:
+        raise OSError("delta-rs cannot reach the table")
+
+    monkeypatch.setattr(sync_changes, "_changed_ids_rust", refuse)
+    result = sync(spark, env)
+
+    assert result.mode == "incremental" and result.changed_customers == 6
+    assert (result.upserted, result.deleted, result.documents) == (4, 2, 48)
     assert synced_version(env) == version
     assert_mongo_equals_delta(spark, env)
 

@@ -9,6 +9,7 @@ import pytest
 
 from jobs.sync_changes import priors
 from jobs.sync_documents import expected_models, iter_documents, sort_rows
+from jobs.sync_paths import _sample_ids
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +67,17 @@ def test_expected_models_and_priors_read_the_same_rows() -> None:
     assert expected["a"]["m2"]["scored_at"] == dt.datetime(1998, 1, 1, 2, 3, 4, 567000)
     got = {p["_id"]: (round(p["prior"], 9), p["model_version"]) for p in priors(rows)}
     assert got == {"m1": (0.4, "3"), "m2": (0.4, "3")}
+
+
+@pytest.mark.parametrize("customers", [30, 1500])  # the exact sample, and the drawn one
+def test_the_verification_sample_is_distinct_customers_of_the_table(customers: int) -> None:
+    rows = table(
+        [(f"C{i:05d}", model, 0.5) for i in range(customers) for model in ("a_model", "b_model")]
+    )
+
+    sample = _sample_ids(rows, k=200, seed=7)
+
+    assert len(sample) == len(set(sample)) == min(200, customers)
+    assert set(sample) <= {f"C{i:05d}" for i in range(customers)}
+    assert _sample_ids(rows, k=200, seed=7) == sample
+    assert _sample_ids(rows, k=200, seed=8) != sample or customers <= 200
