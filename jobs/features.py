@@ -1,7 +1,9 @@
 """Point-in-time customer features: for as-of date D, only orders strictly before D.
 
-``compute_customer_features`` is the pure transform (one group-by pass over the
-orders); ``build_customer_features`` writes one ``as_of_date`` partition and
+``compute_customer_features`` is the pure transform: one shuffle of the orders by
+customer, one sort by (customer, order age) for the gaps between order days
+(``jobs.order_gaps``), then one hash aggregation per customer on that same partitioning;
+``build_customer_features`` writes one ``as_of_date`` partition and
 ``build_feature_backfill`` writes many in one job and one Delta commit, reusing
 one cached projection of silver and skipping partitions that already exist.
 Each date's rows come out of their own aggregation, whose shuffle partitions adaptive
@@ -26,6 +28,7 @@ from jobs.lake import (
     table_path,
     table_version,
 )
+from jobs.order_gaps import gap_aggregates, with_day_gaps, with_intervals
 from jobs.spark import session_conf
 from schemas.features import ALL_FEATURES, PROFILE_FEATURES, WINDOWS_DAYS
 from schemas.settings import Settings
@@ -53,25 +56,6 @@ class BackfillResult:
     silver_version: int = -1
 
 
-def _with_intervals(frame: DataFrame) -> DataFrame:
-    """Mean and standard deviation of the gaps between consecutive order days (from ``_days``).
-
-    ``_days`` holds the sorted distinct order ages; each gap and its square are summed
-    in one pass over the small per-customer array (no per-element recomputation).
-    """
-    n_gaps = F.size("_days") - 1
-    gaps = F.expr("transform(slice(_days, 2, size(_days)), (x, i) -> x - _days[i])")
-    sumsq = F.aggregate(gaps, F.lit(0.0), lambda acc, x: acc + x * x)
-    mean = (F.element_at("_days", -1) - F.element_at("_days", 1)) / n_gaps
-    var = F.greatest(sumsq / n_gaps - mean * mean, F.lit(0.0))
-    return (
-        frame.withColumn("order_days_all", F.size("_days"))
-        .withColumn("ipi_mean_days", F.when(n_gaps > 0, mean))
-        .withColumn("ipi_std_days", F.when(n_gaps > 0, F.sqrt(var)))
-        .drop("_days")
-    )
-
-
 def _ratio(num: Column, den: Column) -> Column:
     return ((num + F.lit(1.0)) / (den + F.lit(1.0))).cast("double")
 
@@ -97,7 +81,7 @@ def compute_customer_features(
         F.sum("amount").cast("double").alias("monetary_all"),
         F.avg("amount").cast("double").alias("avg_basket_amount"),
         F.avg("quantity").cast("double").alias("avg_basket_quantity"),
-        F.array_sort(F.array_distinct(F.collect_list("age_days"))).alias("_days"),
+        *gap_aggregates(),
     ]
     for w in WINDOWS_DAYS:
         in_window = F.col("age_days") <= w
@@ -108,7 +92,7 @@ def compute_customer_features(
             .alias(f"monetary_{w}d")
         )
     features = (
-        _with_intervals(past.groupBy("customer_id").agg(*aggs))
+        with_intervals(with_day_gaps(past).groupBy("customer_id").agg(*aggs))
         .withColumn("as_of_date", as_of_col)
         .withColumn("overdue_ratio", (F.col("recency_days") / F.col("ipi_mean_days")))
         .withColumn(
@@ -140,7 +124,9 @@ def _with_profile(features: DataFrame, *, customers: DataFrame | None, as_of: Co
         "device",
         F.datediff(as_of, F.col("signup_date")).alias("signup_tenure_days"),
     )
-    return features.join(profile, "customer_id", "left")
+    # Hash join on the customer partitioning the aggregation already has: only the profile
+    # side is shuffled, and neither side is sorted (a sort-merge join would sort both).
+    return features.join(profile.hint("shuffle_hash"), "customer_id", "left")
 
 
 def _inputs(spark: SparkSession, settings: Settings) -> tuple[DataFrame, DataFrame | None, int]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+import random
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +118,24 @@ def test_backfill_writes_one_file_per_partition_and_reuses_existing(
     assert {
         k: {c: v for c, v in r.items() if c != "as_of_date"} for k, r in single.items()
     } == stored
+
+
+def test_interval_statistics_match_a_list_of_distinct_order_days(spark: Any) -> None:
+    """Gaps from the window (same-day orders give gap 0) equal those of the sorted distinct days."""
+    rng = random.Random(7)
+    rows = []
+    for c in range(40):
+        for k in range(rng.randint(1, 12)):  # repeated days on purpose: few distinct days
+            day = dt.date(2023, 1, 1) + dt.timedelta(days=rng.choice([0, 3, 4, 30, 200, 380]) + c)
+            rows.append((f"o{c}-{k}", f"c{c:02d}", day, 1, 1.0))
+    got = _rows(compute_customer_features(_orders(spark, rows), as_of=AS_OF))
+    assert len(got) == 40  # every order is before the as-of date
+    for cid, r in got.items():
+        days = sorted({(AS_OF - row[2]).days for row in rows if row[1] == cid})
+        gaps = [b - a for a, b in itertools.pairwise(days)]
+        assert r["order_days_all"] == len(days)
+        if not gaps:
+            assert r["ipi_mean_days"] is None and r["ipi_std_days"] is None
+            continue
+        assert r["ipi_mean_days"] == pytest.approx(statistics.fmean(gaps))
+        assert r["ipi_std_days"] == pytest.approx(statistics.pstdev(gaps), abs=1e-9)
