@@ -78,7 +78,9 @@ def load_predictor(model_text: str, *, cache_dir: str | None, probe: np.ndarray)
     try:
         compiled = CompiledPredictor(_compiled_model(model_text, cache_dir=Path(cache_dir)))
     except Exception as exc:  # no compiler, unknown objective, unwritable cache: LightGBM
-        log.warning("compiled trees unavailable (%s: %s); scoring with LightGBM", type(exc), exc)
+        log.warning(
+            "compiled trees unavailable (%s: %s); scoring with LightGBM", type(exc).__name__, exc
+        )
         return fallback
     rows = probe[:PROBE_ROWS]
     if rows.shape[0]:
@@ -98,7 +100,9 @@ def compile_ahead(model_text: str, *, cache_dir: str) -> str:
     try:
         _compiled_model(model_text, cache_dir=Path(cache_dir))
     except Exception as exc:
-        log.warning("compiling the model failed (%s: %s); scoring with LightGBM", type(exc), exc)
+        log.warning(
+            "compiling the model failed (%s: %s); scoring with LightGBM", type(exc).__name__, exc
+        )
         return "lightgbm"
     return "compiled"
 

@@ -156,14 +156,15 @@ def customers_not_scored(
         known = current.to_table(
             columns=["customer_id"], filter=ds.field("model_name") == model_name
         ).column("customer_id")
-        tonight = history.to_table(
+        scored = history.to_table(
             columns=["customer_id"],
             filter=(ds.field("score_date") == pa.scalar(score_date, pa.date32()))
             & (ds.field("model_name") == model_name)
             & (ds.field("model_role") == CHAMPION),
         ).column("customer_id")
+        known, scored = pc.cast(known, pa.string()), pc.cast(scored, pa.string())
     except Exception as exc:  # any reason delta-rs cannot read them: Spark can
         log.info("delta-rs cannot compare the scored customers (%s); joining in Spark", exc)
         return None
-    scored = pc.is_in(known, value_set=pa.chunked_array(tonight.chunks, type=known.type))
-    return pc.filter(known, pc.invert(scored)).to_pylist()  # type: ignore[no-any-return]
+    tonight = pc.is_in(known, value_set=scored)
+    return pc.filter(known, pc.invert(tonight)).to_pylist()  # type: ignore[no-any-return]

@@ -86,6 +86,7 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
                 "delta_version": result.history_version,
                 "challenger_version": result.challenger_version or "none",
                 "feature_table_version": result.feature_table_version,
+                "predictors": MetadataValue.json(result.predictors),  # compiled or lightgbm
                 "coverage": run.coverage,
                 "score_psi": run.score_psi if run.score_psi is not None else "n/a",
                 "score_histogram": MetadataValue.md(

@@ -133,6 +133,10 @@ def test_the_history_asset_shows_a_score_histogram(night: Any) -> None:
     assert len(rows) == 10
     counted = sum(int(r.split("|")[2].replace(",", "")) for r in rows)
     assert counted == metadata["rows"].value
+    # The real CDNOW champion scored through its compiled trees, not the LightGBM fallback.
+    predictors = metadata["predictors"].value
+    assert isinstance(predictors, dict) and "purchase_30d/champion" in predictors
+    assert set(predictors.values()) == {"compiled"}
 
 
 def test_the_champion_asset_links_its_mlflow_run(settings: Settings, night: Any) -> None:
