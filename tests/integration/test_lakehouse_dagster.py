@@ -63,9 +63,8 @@ def _checks(result: Any) -> dict[str, Any]:
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def test_failing_gold_contract_blocks_downstream_in_the_same_run(
-    spark: Any, landing_settings: Settings
-) -> None:
+def _night_keys() -> tuple[list[Any], list[Any]]:
+    """The lakehouse assets (ending with the gold features) and what the night runs after them."""
     from pipelines.lakehouse.assets import (
         BRONZE_ORDERS_KEY,
         CUSTOMER_FEATURES_KEY,
@@ -76,8 +75,16 @@ def test_failing_gold_contract_blocks_downstream_in_the_same_run(
     from pipelines.scoring.assets import CURRENT_KEY, HISTORY_KEY
     from pipelines.serving.assets import MONGO_PREDICTIONS_KEY
 
-    settings = landing_settings
     lakehouse = [BRONZE_ORDERS_KEY, SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY, CUSTOMER_FEATURES_KEY]
+    return lakehouse, [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]
+
+
+def test_failing_gold_contract_blocks_downstream_in_the_same_run(
+    spark: Any, landing_settings: Settings
+) -> None:
+    settings = landing_settings
+    lakehouse, downstream = _night_keys()
+    gold = lakehouse[-1]
     clean = _run(settings, lakehouse)
     assert clean.success
     assert _materialized(clean) == {k.to_user_string() for k in lakehouse}
@@ -104,10 +111,9 @@ def test_failing_gold_contract_blocks_downstream_in_the_same_run(
     )
     bad.write.format("delta").mode("append").save(table_path(settings, SILVER_ORDERS))
 
-    downstream = [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]
-    blocked = _run(settings, [CUSTOMER_FEATURES_KEY, *downstream])
+    blocked = _run(settings, [gold, *downstream])
     assert not blocked.success
-    assert _materialized(blocked) == {CUSTOMER_FEATURES_KEY.to_user_string()}
+    assert _materialized(blocked) == {gold.to_user_string()}
     contract = _checks(blocked)["customer_features_contract"]
     assert not contract.passed
     failed = contract.metadata["failed"].value
@@ -124,19 +130,10 @@ def test_a_landing_file_with_a_wrong_schema_stops_the_night_before_anything_is_w
     import pandas as pd
 
     from jobs.lake import table_version
-    from pipelines.lakehouse.assets import (
-        BRONZE_ORDERS_KEY,
-        CUSTOMER_FEATURES_KEY,
-        SILVER_CUSTOMERS_KEY,
-        SILVER_ORDERS_KEY,
-    )
-    from pipelines.models.assets import CHAMPION_MODEL_KEY
-    from pipelines.scoring.assets import CURRENT_KEY, HISTORY_KEY
-    from pipelines.serving.assets import MONGO_PREDICTIONS_KEY
     from schemas.tables import BRONZE_ORDERS, CUSTOMER_FEATURES
 
     settings = landing_settings
-    lakehouse = [BRONZE_ORDERS_KEY, SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY, CUSTOMER_FEATURES_KEY]
+    lakehouse, downstream = _night_keys()
     assert _run(settings, lakehouse).success  # yesterday's night, from good files
     tables = (BRONZE_ORDERS, SILVER_ORDERS, SILVER_CUSTOMERS, CUSTOMER_FEATURES)
     before = {t.name: table_version(spark, settings, t) for t in tables}
@@ -144,7 +141,6 @@ def test_a_landing_file_with_a_wrong_schema_stops_the_night_before_anything_is_w
 
     wrong = pd.DataFrame({"order_id": ["x1"], "client": ["c1"], "day": ["2023-10-30"]})
     wrong.to_parquet(Path(settings.lakehouse.landing_dir) / "orders" / "tonight.parquet")
-    downstream = [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]
     night = _run(settings, [*lakehouse, *downstream])
 
     failed = [e for e in night.all_events if e.event_type_value == "STEP_FAILURE"]
