@@ -32,12 +32,15 @@ def merge_silver(
     With ``update_changed``, keys silver already holds are updated when a value other
     than ``batch_id`` changed (re-sent identical rows count as duplicates); without it,
     rows whose key silver holds are dropped as duplicates. An empty silver table is
-    appended to directly (the first, largest load skips the merge join).
+    appended to directly (the first, largest load skips the merge join), its rows sorted
+    within each file by ``spec.sort_within_files``.
     """
     path = table_path(settings, spec)
     target = DeltaTable.forPath(spark, path)
     unique = latest_per_key(rows, key=key) if update_changed else rows.dropDuplicates([key])
     if spark.read.format("delta").load(path).limit(1).count() == 0:
+        if spec.sort_within_files:
+            unique = unique.sortWithinPartitions(*spec.sort_within_files)
         unique.write.format("delta").mode("append").save(path)
         return _last_metric(target, "numOutputRows")
     values = [c for c in spec.columns if c not in (key, "batch_id")]

@@ -13,6 +13,9 @@ class TableSpec:
     ddl: str  # Spark DDL of the columns
     partition_by: tuple[str, ...] = ()
     description: str = ""
+    # The order rows are written in within each data file, where the writer controls it
+    # (the first, bulk load of a silver table; a merge writes in its join's order).
+    sort_within_files: tuple[str, ...] = ()
 
     @property
     def columns(self) -> list[str]:
@@ -36,6 +39,9 @@ SILVER_ORDERS = TableSpec(
         "amount DOUBLE, batch_id STRING"
     ),
     description="Typed orders, one row per order id.",
+    # Customer, then order date: the feature build's window sorts in this order, and
+    # presorted runs make that sort a merge (jobs.order_gaps).
+    sort_within_files=("customer_id", "order_date"),
 )
 
 QUARANTINE_ORDERS = TableSpec(

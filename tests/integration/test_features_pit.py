@@ -118,6 +118,17 @@ def test_backfill_writes_one_file_per_partition_and_reuses_existing(
     assert {
         k: {c: v for c, v in r.items() if c != "as_of_date"} for k, r in single.items()
     } == stored
+    # No dictionary for ids and measures (jobs.features.WRITE_CONF; the parquet default would
+    # give every column one). The profile's categories keep theirs, when they have values.
+    import pyarrow.parquet as pq
+
+    chunks = pq.ParquetFile(table.inputFiles()[0].removeprefix("file:")).metadata.row_group(0)
+    dictionary = {
+        chunks.column(i).path_in_schema
+        for i in range(chunks.num_columns)
+        if any("DICTIONARY" in e for e in chunks.column(i).encodings)
+    }
+    assert chunks.num_columns > 20 and not dictionary & {"customer_id", *FEATURE_NAMES}
 
 
 def test_interval_statistics_match_a_list_of_distinct_order_days(spark: Any) -> None:

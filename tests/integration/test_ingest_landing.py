@@ -171,3 +171,26 @@ def test_parquet_landing_files_are_read_with_the_source_schema(
     assert (orders.files, customers.files) == (2, 2)
     assert orders.rows_read == gen.orders == orders.silver_inserted
     assert customers.silver_inserted == 300
+
+
+def test_first_load_writes_silver_orders_sorted_by_customer_then_date_in_each_file(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    """The feature build's window relies on this order for presorted runs (jobs.order_gaps)."""
+    import pyarrow.parquet as pq
+
+    from jobs.generate import generate
+
+    landing = tmp_path / "landing"
+    generate(customers=400, days=200, seed=5, out=landing, chunk_customers=100)
+    orders, _ = ingest_landing(spark, local, landing=landing)
+    files = read_table(spark, local, SILVER_ORDERS).inputFiles()
+    assert files and orders.silver_inserted > 1000
+    rows = 0
+    for uri in files:
+        table = pq.read_table(uri.removeprefix("file:"), columns=["customer_id", "order_date"])
+        ids, days = table["customer_id"].to_pylist(), table["order_date"].to_pylist()
+        keys = list(zip(ids, days, strict=True))
+        assert keys == sorted(keys), f"{uri} is not sorted by (customer_id, order_date)"
+        rows += len(keys)
+    assert rows == orders.silver_inserted
