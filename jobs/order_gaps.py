@@ -9,7 +9,8 @@ distinct order days, the mean gap and its standard deviation, with the same valu
 The window sorts in the order silver.orders keeps within its files (customer, then order
 date: ``schemas.tables.SILVER_ORDERS.sort_within_files``). Spark's sort is a TimSort, so
 each shuffle partition then arrives as a few presorted runs (one per file read) that it
-merges, instead of rows in random order: on 20M orders the sort costs about half.
+merges, instead of rows in random order: on 20M orders the sort costs about a third
+(2.1 s against 6.5 s), the whole build about two thirds.
 """
 
 from __future__ import annotations
