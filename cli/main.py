@@ -195,6 +195,26 @@ def generate(
     )
 
 
+@app.command("resort-silver")
+def resort_silver() -> None:
+    """Rewrite silver.orders sorted by customer, then order date (same rows, one commit)."""
+    from jobs.lake import table_exists
+    from jobs.silver_layout import resort_table
+    from jobs.spark import get_spark
+    from schemas.tables import SILVER_ORDERS
+
+    settings = _settings()
+    spark = get_spark(settings)
+    if not table_exists(spark, settings, SILVER_ORDERS):
+        raise _fail(f"{SILVER_ORDERS.name} does not exist yet: ingest orders first", code=2)
+    with console.status(f"rewriting {SILVER_ORDERS.name} in customer order"):
+        result = resort_table(spark, settings, SILVER_ORDERS)
+    console.print(
+        f"[green]resorted[/green] {result.table}: {result.rows:,} rows, "
+        f"{result.files_before} files -> {result.files_after} (version {result.version})"
+    )
+
+
 @app.command()
 def status() -> None:
     """Last runs, the current champion and challenger, and the sync lag."""

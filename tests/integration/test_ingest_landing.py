@@ -194,3 +194,44 @@ def test_first_load_writes_silver_orders_sorted_by_customer_then_date_in_each_fi
         assert keys == sorted(keys), f"{uri} is not sorted by (customer_id, order_date)"
         rows += len(keys)
     assert rows == orders.silver_inserted
+
+
+def test_resort_rewrites_merged_silver_orders_in_customer_order_with_the_same_rows(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+    from delta.tables import DeltaTable
+
+    from jobs.lake import table_path
+    from jobs.silver_layout import resort_table
+
+    def unsorted_files() -> int:
+        count = 0
+        for uri in read_table(spark, local, SILVER_ORDERS).inputFiles():
+            table = pq.read_table(uri.removeprefix("file:"), columns=["customer_id", "order_date"])
+            ids, days = table["customer_id"].to_pylist(), table["order_date"].to_pylist()
+            keys = list(zip(ids, days, strict=True))
+            count += keys != sorted(keys)
+        return count
+
+    landing = tmp_path / "landing"
+    _write(landing / "orders" / "a.csv", ORDERS_HEADER + GOOD)
+    ingest_landing(spark, local, landing=landing)
+    late = "".join(f"z{i},c{9 - i % 9},2023-0{1 + i % 9}-1{i % 10},1,{i}.5\n" for i in range(40))
+    _write(landing / "orders" / "b.csv", ORDERS_HEADER + late)
+    ingest_landing(spark, local, landing=landing)  # a merge: its files in the join's order
+    before = sorted(map(tuple, read_table(spark, local, SILVER_ORDERS).collect()))
+    assert unsorted_files() > 0
+
+    result = resort_table(spark, local, SILVER_ORDERS)
+
+    after = sorted(map(tuple, read_table(spark, local, SILVER_ORDERS).collect()))
+    assert after == before and result.rows == len(before) == 43
+    assert unsorted_files() == 0
+    commit = DeltaTable.forPath(spark, table_path(local, SILVER_ORDERS)).history(1).first()
+    assert commit is not None and commit["version"] == result.version == result.read_version + 1
+    # dataChange=false: the rewrite adds no new data for streaming or change readers.
+    log = Path(table_path(local, SILVER_ORDERS)) / "_delta_log" / f"{result.version:020d}.json"
+    assert '"dataChange":true' not in log.read_text()
+    with pytest.raises(ValueError, match="declares no sort order"):
+        resort_table(spark, local, QUARANTINE_ORDERS)

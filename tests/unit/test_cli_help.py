@@ -21,6 +21,7 @@ COMMANDS = (
     "rollback",
     "history",
     "mongo",
+    "resort-silver",
 )
 
 
