@@ -1,8 +1,8 @@
 """Point-in-time customer features: for as-of date D, only orders strictly before D.
 
 ``compute_customer_features`` is the pure transform: one shuffle of the orders by
-customer, one sort by (customer, order age) for the gaps between order days
-(``jobs.order_gaps``), then one hash aggregation per customer on that same partitioning;
+customer, one sort by (customer, order date), the order silver.orders keeps in its files,
+for the gaps between order days (``jobs.order_gaps``), then one hash aggregation per customer on that same partitioning;
 ``build_customer_features`` writes one ``as_of_date`` partition and
 ``build_feature_backfill`` writes many in one job and one Delta commit, reusing
 one cached projection of silver and skipping partitions that already exist.
