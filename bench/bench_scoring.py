@@ -90,6 +90,7 @@ def run(*, customers: int, trees: int, master: str) -> Report:
         )
         report.notes["current_mode"] = results[-1].current_mode
         report.notes["predictors"] = results[-1].predictors
+        report.notes["feature_reader"] = results[-1].feature_reader
         report.notes["phases_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
         # For the record, not a baseline: the same job scoring with LightGBM's own predict.
         plain = settings.model_copy(
@@ -103,11 +104,25 @@ def run(*, customers: int, trees: int, master: str) -> Report:
             )
         )
         report.notes["phases_lightgbm_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
+        spark_scan = settings.model_copy(
+            update={"scoring": settings.scoring.model_copy(update={"pyarrow_feature_reads": False})}
+        )
+        scan = report.add(
+            timed(
+                "2c score_date, Spark's feature scan",
+                customers,
+                lambda: results.append(score_date(spark, spark_scan, score_date=DAY)),
+            )
+        )
+        report.notes["phases_spark_scan_s"] = {
+            k: round(v, 2) for k, v in results[-1].seconds.items()
+        }
         udf = report.add(_spark_udf(spark, settings, customers=customers, table=table_path))
         report.ratio("score_date / bare predict (target >= 0.5)", job, bare)
         report.ratio("score_date / spark_udf (target >= 2)", job, udf)
         report.ratio("spark_udf / bare predict", udf, bare)
         report.ratio("score_date with LightGBM predict / bare predict", lgbm, bare)
+        report.ratio("score_date with Spark's feature scan / bare predict", scan, bare)
         spark.stop()
     return report
 
@@ -145,7 +160,13 @@ def main(argv: list[str] | None = None) -> None:
     lgb.register_logger(_Quiet())
     report = run(customers=args.customers, trees=args.trees, master=args.master)
     report.print_and_save()
-    for key in ("predictors", "phases_s", "phases_lightgbm_s"):
+    for key in (
+        "predictors",
+        "feature_reader",
+        "phases_s",
+        "phases_lightgbm_s",
+        "phases_spark_scan_s",
+    ):
         print(f"  {key}: {report.notes.get(key)}")
 
 

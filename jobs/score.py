@@ -37,8 +37,16 @@ from jobs.lake import (
     table_version,
 )
 from jobs.registry import CHALLENGER, CHAMPION
-from jobs.score_batches import ModelToScore, check_features, resolve_models, score_batches
+from jobs.score_batches import (
+    ModelToScore,
+    check_features,
+    feature_columns,
+    resolve_models,
+    score_batches,
+    score_row_groups,
+)
 from jobs.score_current import update_current
+from jobs.score_files import RowGroup, feature_row_groups
 from schemas.settings import Settings, get_settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 
@@ -74,6 +82,9 @@ class ScoreResult:
     skipped_models: tuple[str, ...] = ()  # additional definitions without a champion yet
     # How each model scored ("name/role" -> "compiled" or "lightgbm", as the driver found it).
     predictors: dict[str, str] = field(default_factory=dict)
+    # What read the feature partition for scoring: "pyarrow" (its row groups, in the
+    # Python workers: jobs.score_files) or "spark" (Spark's scan).
+    feature_reader: str = ""
 
 
 def score_date(
@@ -87,6 +98,14 @@ def score_date(
         log.info("model %r has no %r alias yet: not scored on %s", name, CHAMPION, score_date)
     features, feature_version = feature_partition(spark, settings, score_date=score_date)
     check_features(features, models=models, error=ScoringError)
+    row_groups = None
+    if settings.scoring.pyarrow_feature_reads:
+        row_groups = feature_row_groups(
+            settings,
+            version=feature_version,
+            score_date=score_date,
+            columns=feature_columns(models),
+        )
     seconds = {"checks": time.perf_counter() - started}
     champions = {m.model_name: m.version for m in models if m.role == CHAMPION}
 
@@ -110,6 +129,8 @@ def score_date(
         run_id=run_id,
         feature_version=feature_version,
         compiled_cache_dir=cache_dir,
+        row_groups=row_groups,
+        batch_rows=settings.scoring.arrow_batch_rows,
     )
     previous = spark.conf.get(_ARROW_BATCH)
     spark.conf.set(_ARROW_BATCH, str(settings.scoring.arrow_batch_rows))
@@ -154,6 +175,7 @@ def score_date(
         current_modes=modes,
         skipped_models=tuple(skipped),
         predictors=predictors,
+        feature_reader="spark" if row_groups is None else "pyarrow",
     )
 
 
@@ -193,17 +215,29 @@ def prediction_rows(
     run_id: str,
     feature_version: int,
     compiled_cache_dir: str | None = None,
+    row_groups: list[RowGroup] | None = None,
+    batch_rows: int = 10_000,
 ) -> DataFrame:
-    """History rows (every model's score for every customer) from the feature rows."""
-    # One Python worker per task; give each the cores the other tasks leave idle. Feature
-    # files have several row groups (jobs.features.ROW_GROUP_BYTES), so a large partition
-    # is read by as many tasks as there are cores, each predicting on one thread.
-    tasks = max(1, features.rdd.getNumPartitions())
-    threads = max(1, spark.sparkContext.defaultParallelism // tasks)
+    """History rows (every model's score for every customer) from the feature rows, read
+    from ``row_groups`` by pyarrow when given (the same rows as ``features``), else by Spark."""
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    scored = score_batches(
-        features, models=models, num_threads=threads, compiled_cache_dir=compiled_cache_dir
-    )
+    if row_groups is not None:
+        scored = score_row_groups(
+            spark,
+            row_groups,
+            models=models,
+            batch_rows=batch_rows,
+            compiled_cache_dir=compiled_cache_dir,
+        )
+    else:
+        # One Python worker per task; give each the cores the other tasks leave idle.
+        # Feature files have several row groups (jobs.features.ROW_GROUP_BYTES), so a
+        # large partition is read by as many tasks as there are cores.
+        tasks = max(1, features.rdd.getNumPartitions())
+        threads = max(1, spark.sparkContext.defaultParallelism // tasks)
+        scored = score_batches(
+            features, models=models, num_threads=threads, compiled_cache_dir=compiled_cache_dir
+        )
     return scored.select(
         "customer_id",
         "model_name",

@@ -164,6 +164,10 @@ class ScoringSettings(_Section):
     compiled_trees: bool = True
     # Where compiled models are kept between nights (empty: <data_dir>/cache/compiled_trees).
     compiled_cache_dir: str = ""
+    # Read the feature partition's Parquet row groups with pyarrow in the Python workers
+    # (skips Spark's row-by-row copy into Arrow: about half the scoring pass) where that
+    # read is exact (jobs/score_files.py); elsewhere, or off: Spark's scan.
+    pyarrow_feature_reads: bool = True
     # Fail the coverage check when fewer than this share of featured customers got a score.
     min_coverage: float = Field(default=0.99, ge=0.0, le=1.0)
     # Fail the drift check when a PSI against the previous run exceeds these limits.

@@ -87,6 +87,7 @@ def build_scoring_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
                 "challenger_version": result.challenger_version or "none",
                 "feature_table_version": result.feature_table_version,
                 "predictors": MetadataValue.json(result.predictors),  # compiled or lightgbm
+                "feature_reader": result.feature_reader,  # pyarrow or spark
                 "coverage": run.coverage,
                 "score_psi": run.score_psi if run.score_psi is not None else "n/a",
                 "score_histogram": MetadataValue.md(

@@ -107,3 +107,4 @@ def test_score_job_runs_unchanged_on_a_standalone_cluster(
     assert {r.run_id for r in history} == {"on-cluster"}
     assert read_table(spark, s, PREDICTIONS_CURRENT).count() == 5_000
     assert f"master={cluster}" in out.stdout
+    assert "feature_reader='pyarrow'" in out.stdout  # the executors read the row groups

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from jobs.features import ROW_GROUP_BYTES
+from jobs.features import WRITE_CONF
 from jobs.lake import ensure_table, table_path
 from jobs.spark import session_conf
 from schemas.features import FEATURES, PROFILE_FEATURES
@@ -45,13 +45,19 @@ def write_feature_partition(
     customers: int,
     seed: int,
     shift: float = 0.0,
+    row_group_bytes: int | None = None,
 ) -> int:
-    """(Re)write ``gold.customer_features`` for ``as_of``; returns the table's new version."""
+    """(Re)write ``gold.customer_features`` for ``as_of`` in one file, as the feature build
+    writes its files (``jobs.features.WRITE_CONF``, with ``row_group_bytes`` Parquet row
+    groups when given); returns the table's new version."""
     frame = synthetic_features(customers=customers, seed=seed, shift=shift)
     frame.insert(1, "as_of_date", as_of)
     ensure_table(spark, settings, CUSTOMER_FEATURES)
     df = spark.createDataFrame(frame, CUSTOMER_FEATURES.ddl).coalesce(1)
-    with session_conf(spark, {"parquet.block.size": str(ROW_GROUP_BYTES)}):
+    conf = dict(WRITE_CONF)
+    if row_group_bytes is not None:
+        conf["parquet.block.size"] = str(row_group_bytes)
+    with session_conf(spark, conf):
         (
             df.write.format("delta")
             .mode("overwrite")
