@@ -196,10 +196,14 @@ def generate(
 
 
 @app.command("resort-silver")
-def resort_silver() -> None:
+def resort_silver(
+    if_needed: Annotated[
+        bool, typer.Option(help="Only when a merge, update or delete came since the last one.")
+    ] = False,
+) -> None:
     """Rewrite silver.orders sorted by customer, then order date (same rows, one commit)."""
     from jobs.lake import table_exists
-    from jobs.silver_layout import resort_table
+    from jobs.silver_layout import needs_resort, resort_table
     from jobs.spark import get_spark
     from schemas.tables import SILVER_ORDERS
 
@@ -207,6 +211,9 @@ def resort_silver() -> None:
     spark = get_spark(settings)
     if not table_exists(spark, settings, SILVER_ORDERS):
         raise _fail(f"{SILVER_ORDERS.name} does not exist yet: ingest orders first", code=2)
+    if if_needed and not needs_resort(spark, settings, SILVER_ORDERS):
+        console.print(f"{SILVER_ORDERS.name} is in order since its last rewrite: skipped")
+        return
     with console.status(f"rewriting {SILVER_ORDERS.name} in customer order"):
         result = resort_table(spark, settings, SILVER_ORDERS)
     console.print(

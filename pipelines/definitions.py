@@ -14,6 +14,7 @@ from dagster import (
 
 from pipelines.alerts import notify_failure
 from pipelines.lakehouse.assets import build_lakehouse_assets
+from pipelines.lakehouse.maintenance import silver_maintenance
 from pipelines.models.assets import CHAMPION_MODEL_KEY, build_model_assets
 from pipelines.monitoring.assets import build_monitoring_assets
 from pipelines.partitions import score_date_partitions
@@ -79,8 +80,10 @@ def build_definitions(
     return Definitions(
         assets=assets,
         asset_checks=[*lakehouse_checks, *freshness],
-        jobs=[nightly, retrain],
-        schedules=build_schedules(nightly=nightly, retrain=retrain, settings=settings),
+        jobs=[nightly, retrain, silver_maintenance],
+        schedules=build_schedules(
+            nightly=nightly, retrain=retrain, maintenance=silver_maintenance, settings=settings
+        ),
         sensors=[freshness_sensor, build_retrain_sensor(retrain=retrain, settings=settings)],
         resources={"lakescore": resource or LakescoreResource()},
     )

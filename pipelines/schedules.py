@@ -1,8 +1,9 @@
-"""When things run: the nightly scoring schedule and the weekly retraining schedule."""
+"""When things run: the nightly scoring schedule, weekly retraining and weekly maintenance."""
 
 from typing import Any
 
 from dagster import (
+    JobDefinition,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
@@ -21,6 +22,7 @@ def build_schedules(
     *,
     nightly: UnresolvedAssetJobDefinition,
     retrain: UnresolvedAssetJobDefinition,
+    maintenance: JobDefinition,
     settings: Settings,
 ) -> list[ScheduleDefinition]:
     cfg = settings.schedule
@@ -49,4 +51,11 @@ def build_schedules(
             run_key=f"retrain-{day}", partition_key=day, run_config=RETRAIN_RUN_CONFIG
         )
 
-    return [nightly_schedule, retrain_schedule]
+    maintenance_schedule = ScheduleDefinition(
+        name="maintenance_schedule",
+        job=maintenance,
+        cron_schedule=cfg.maintenance_cron,
+        execution_timezone=cfg.timezone,
+        description="Weekly, clear of the night: silver.orders back in customer order.",
+    )
+    return [nightly_schedule, retrain_schedule, maintenance_schedule]

@@ -234,3 +234,51 @@ def test_resort_rewrites_merged_silver_orders_in_customer_order_with_the_same_ro
     assert '"dataChange":false' in actions and '"dataChange":true' not in actions
     with pytest.raises(ValueError, match="declares no sort order"):
         resort_table(spark, local, QUARANTINE_ORDERS)
+
+
+def test_weekly_maintenance_resorts_silver_only_after_a_merge(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    """The silver_maintenance job, in a real Dagster run: skips a table still in order,
+    rewrites it after a merge, then skips it again until the next merge."""
+    from dagster import DagsterInstance
+
+    from jobs.lake import table_version
+    from pipelines.definitions import build_definitions
+    from pipelines.lakehouse.maintenance import MAINTENANCE_JOB
+    from pipelines.resources import LakescoreResource
+
+    job = build_definitions(
+        local, resource=LakescoreResource(lake_root=local.lake.root)
+    ).resolve_job_def(MAINTENANCE_JOB)
+
+    def run() -> tuple[str, list[Any]]:
+        with DagsterInstance.ephemeral() as instance:
+            result = job.execute_in_process(instance=instance)
+            assert result.success
+            observed = [
+                e.event_specific_data.asset_observation
+                for e in result.all_events
+                if e.event_type_value == "ASSET_OBSERVATION"
+            ]
+            return result.output_for_node("resort_silver_orders"), observed
+
+    assert run() == ("absent", [])
+    landing = tmp_path / "landing"
+    _write(landing / "orders" / "a.csv", ORDERS_HEADER + GOOD)
+    ingest_landing(spark, local, landing=landing)  # the first load: sorted files
+    version = table_version(spark, local, SILVER_ORDERS)
+    assert run() == ("in order", [])
+    assert table_version(spark, local, SILVER_ORDERS) == version
+
+    late = "".join(f"z{i},c{9 - i % 9},2023-0{1 + i % 9}-1{i % 10},1,{i}.5\n" for i in range(40))
+    _write(landing / "orders" / "b.csv", ORDERS_HEADER + late)
+    ingest_landing(spark, local, landing=landing)  # a merge
+    assert _unsorted_files(spark, local)
+    outcome, [observation] = run()
+    assert outcome == "resorted" and _unsorted_files(spark, local) == []
+    assert observation.asset_key.to_user_string() == "silver/orders"
+    assert observation.metadata["resorted_rows"].value == 43
+    resorted = table_version(spark, local, SILVER_ORDERS)
+    assert run() == ("in order", [])
+    assert table_version(spark, local, SILVER_ORDERS) == resorted

@@ -65,6 +65,9 @@ def test_jobs_and_schedules(defs) -> None:  # type: ignore[no-untyped-def]
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["nightly_schedule"].cron_schedule == "30 1 * * *"
     assert schedules["nightly_schedule"].execution_timezone == "UTC"
+    assert schedules["maintenance_schedule"].job_name == "silver_maintenance"
+    assert schedules["maintenance_schedule"].cron_schedule == Settings().schedule.maintenance_cron
+    assert defs.resolve_job_def("silver_maintenance") is not None
 
 
 def test_nightly_schedule_requests_the_night_that_starts(defs) -> None:  # type: ignore[no-untyped-def]
