@@ -83,11 +83,13 @@ def feature_row_groups(
 
 
 def _local_root(path: str) -> str | None:
-    """The table root as a local path (a plain path or a ``file:`` URI), else None."""
+    """The table root as an absolute local path (from a plain path or a ``file:`` URI),
+    else None. Absolute: executors do not share the driver's working directory, and Spark
+    resolves a relative lake root against the driver's."""
     parsed = urlparse(path)
-    if parsed.scheme in ("", "file"):
-        return unquote(parsed.path) if parsed.scheme else path
-    return None
+    if parsed.scheme not in ("", "file"):
+        return None
+    return os.path.abspath(unquote(parsed.path) if parsed.scheme else path)
 
 
 def _file_path(root: str, logged: str) -> str:

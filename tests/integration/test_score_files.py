@@ -4,6 +4,7 @@ and through Spark wherever it is not (jobs/score_files.py), on real Spark + Delt
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,20 @@ def test_columns_missing_from_the_files_fall_back_to_spark(spark: Any, lake: Set
     version = table_version(spark, lake, CUSTOMER_FEATURES)
     columns = [*_columns(lake), "added_after_these_files"]
     assert feature_row_groups(lake, version=version, score_date=D1, columns=columns) is None
+
+
+def test_a_relative_lake_root_lists_absolute_paths(
+    spark: Any, lake: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Executors do not share the driver's working directory."""
+    monkeypatch.chdir(tmp_path)
+    relative = lake.model_copy(
+        update={"lake": lake.lake.model_copy(update={"root": os.path.relpath(lake.lake.root)})}
+    )
+    assert not os.path.isabs(relative.lake.root)
+    version = table_version(spark, lake, CUSTOMER_FEATURES)
+    groups = feature_row_groups(relative, version=version, score_date=D1, columns=_columns(lake))
+    assert groups and all(os.path.isabs(g.path) and os.path.exists(g.path) for g in groups)
 
 
 def test_a_lake_off_the_local_filesystem_is_read_by_spark(lake: Settings) -> None:
