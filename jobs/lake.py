@@ -71,7 +71,12 @@ def ensure_table(
     *,
     properties: dict[str, str] | None = None,
 ) -> DeltaTable:
-    """Create the table (empty, with its schema) when it does not exist yet."""
+    """Create the table (empty, with its schema) when it does not exist yet.
+
+    ``properties``: set on creation, and on an existing table that lacks them or has other
+    values (one metadata commit, the first time only), so that a changed setting reaches
+    tables created before it.
+    """
     path = table_path(settings, spec)
     schema = spark.createDataFrame([], spec.ddl).schema
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
@@ -79,7 +84,16 @@ def ensure_table(
         builder = builder.partitionedBy(*spec.partition_by)
     for key, value in (properties or {}).items():
         builder = builder.property(key, value)
-    return builder.execute()
+    table = builder.execute()
+    if properties:
+        rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
+        have = {row["key"]: row["value"] for row in rows}
+        changed = {key: value for key, value in properties.items() if have.get(key) != value}
+        if changed:
+            log.info("%s: setting table properties %s", spec.name, changed)
+            assignments = ", ".join(f"'{key}' = '{value}'" for key, value in changed.items())
+            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
+    return table
 
 
 def register_tables(spark: SparkSession, settings: Settings, specs: tuple[TableSpec, ...]) -> None:

@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs.lake import file_statistics, read_table, table_exists, table_version
+from jobs.lake import (
+    ensure_table,
+    file_statistics,
+    read_table,
+    table_exists,
+    table_path,
+    table_version,
+)
 from jobs.registry import configure_mlflow, load_booster
 from jobs.score import ScoreResult, ScoringError, score_date
 from jobs.score_current import newest_score_date
@@ -108,6 +116,34 @@ def test_newest_score_date_comes_from_the_delta_log(
     assert files and {f["partition.model_name"] for f in files} == {"purchase_30d"}
     assert newest_score_date(spark, lake, model_name="purchase_30d") == D1
     assert newest_score_date(spark, lake, model_name="no_such_model") is None
+
+
+def test_prediction_files_keep_statistics_only_for_the_columns_read_by_them(
+    spark: Any, lake: Settings, first_nights: tuple[ScoreResult, ScoreResult]
+) -> None:
+    for spec, kept in (
+        (PREDICTIONS_HISTORY, {"customer_id", "score"}),
+        (PREDICTIONS_CURRENT, {"customer_id", "score_date", "score"}),
+    ):
+        files = file_statistics(lake, spec)
+        assert files
+        for f in files:
+            with_stats = {k[4:] for k, v in f.items() if k.startswith("max.") and v is not None}
+            assert with_stats == kept, spec.name
+
+
+def test_existing_tables_gain_changed_properties_once(
+    spark: Any, settings: Settings, tmp_path: Path
+) -> None:
+    s = isolated(settings, tmp_path)
+    ensure_table(spark, s, PREDICTIONS_HISTORY)  # created before the property existed
+    properties = {"delta.dataSkippingStatsColumns": "customer_id,score"}
+    ensure_table(spark, s, PREDICTIONS_HISTORY, properties=properties)
+    detail = DeltaTable.forPath(spark, table_path(s, PREDICTIONS_HISTORY)).detail().first()
+    assert detail is not None and detail["properties"] == properties
+    version = table_version(spark, s, PREDICTIONS_HISTORY)
+    ensure_table(spark, s, PREDICTIONS_HISTORY, properties=properties)
+    assert table_version(spark, s, PREDICTIONS_HISTORY) == version == 1
 
 
 def test_rerun_replaces_exactly_that_dates_rows(
