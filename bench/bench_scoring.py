@@ -92,31 +92,28 @@ def run(*, customers: int, trees: int, master: str) -> Report:
         report.notes["predictors"] = results[-1].predictors
         report.notes["feature_reader"] = results[-1].feature_reader
         report.notes["phases_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
-        # For the record, not a baseline: the same job scoring with LightGBM's own predict.
-        plain = settings.model_copy(
-            update={"scoring": settings.scoring.model_copy(update={"compiled_trees": False})}
-        )
-        lgbm = report.add(
-            timed(
-                "2b score_date, LightGBM predict",
-                customers,
-                lambda: results.append(score_date(spark, plain, score_date=DAY)),
+
+        def variant(name: str, phases: str, **scoring: Any) -> Measurement:
+            """For the record, not a baseline: the same job with other scoring settings."""
+            changed = settings.model_copy(
+                update={"scoring": settings.scoring.model_copy(update=scoring)}
             )
-        )
-        report.notes["phases_lightgbm_s"] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
-        spark_scan = settings.model_copy(
-            update={"scoring": settings.scoring.model_copy(update={"pyarrow_feature_reads": False})}
-        )
-        scan = report.add(
-            timed(
-                "2c score_date, Spark's feature scan",
-                customers,
-                lambda: results.append(score_date(spark, spark_scan, score_date=DAY)),
+            measured = report.add(
+                timed(
+                    name,
+                    customers,
+                    lambda: results.append(score_date(spark, changed, score_date=DAY)),
+                )
             )
+            report.notes[phases] = {k: round(v, 2) for k, v in results[-1].seconds.items()}
+            return measured
+
+        lgbm = variant("2b score_date, LightGBM predict", "phases_lightgbm_s", compiled_trees=False)
+        scan = variant(
+            "2c score_date, Spark's feature scan",
+            "phases_spark_scan_s",
+            pyarrow_feature_reads=False,
         )
-        report.notes["phases_spark_scan_s"] = {
-            k: round(v, 2) for k, v in results[-1].seconds.items()
-        }
         udf = report.add(_spark_udf(spark, settings, customers=customers, table=table_path))
         report.ratio("score_date / bare predict (target >= 0.5)", job, bare)
         report.ratio("score_date / spark_udf (target >= 2)", job, udf)

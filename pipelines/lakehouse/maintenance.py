@@ -17,6 +17,7 @@ from dagster import AssetObservation, OpExecutionContext, Output, job, op
 
 from jobs.lake import table_exists
 from jobs.silver_layout import needs_resort, resort_table
+from pipelines.alerts import notify_failure
 from pipelines.lakehouse.assets import SILVER_ORDERS_KEY
 from pipelines.resources import LakescoreResource
 from schemas.tables import SILVER_ORDERS
@@ -51,6 +52,10 @@ def resort_silver_orders(
     yield Output("resorted")
 
 
-@job(name=MAINTENANCE_JOB, description="Weekly: silver.orders back in customer order.")
+@job(
+    name=MAINTENANCE_JOB,
+    description="Weekly: silver.orders back in customer order.",
+    hooks={notify_failure},
+)
 def silver_maintenance() -> None:
     resort_silver_orders()
