@@ -1,8 +1,9 @@
 """Point-in-time customer features: for as-of date D, only orders strictly before D.
 
 ``compute_customer_features`` is the pure transform: one shuffle of the orders by
-customer, one sort by (customer, order date), the order silver.orders keeps in its files,
-for the gaps between order days (``jobs.order_gaps``), then one hash aggregation per customer on that same partitioning;
+customer, one sort by (customer, order date), the order silver.orders keeps in its
+files, for the gaps between order days (``jobs.order_gaps``), then one hash aggregation
+per customer on that same partitioning;
 ``build_customer_features`` writes one ``as_of_date`` partition and
 ``build_feature_backfill`` writes many in one job and one Delta commit, reusing
 one cached projection of silver and skipping partitions that already exist.
@@ -40,7 +41,8 @@ from schemas.tables import CUSTOMER_FEATURES, SILVER_CUSTOMERS, SILVER_ORDERS
 ROW_GROUP_BYTES = 16 * 1024 * 1024
 # Data-skipping statistics for the customer id only: a partition is read whole (scoring,
 # training, contracts), so min/max of every feature column (Delta's default: the first 32
-# columns) only cost write time. Applied when the table is created.
+# columns) only cost write time. Applied when the table is created, and once to a table
+# created before it (jobs.lake.ensure_table).
 TABLE_PROPERTIES = {"delta.dataSkippingStatsColumns": "customer_id"}
 # Parquet dictionaries only for the text columns with few values (the profile's
 # categories). Ids and measures have about one value per row: the writer would build a

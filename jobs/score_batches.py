@@ -14,6 +14,7 @@ row groups in the workers (``jobs.score_files``) instead of Spark's scan.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -168,12 +169,11 @@ def score_row_groups(
 
     def read(units: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for unit in units:
-            for path, index in zip(
-                unit.column(0).to_pylist(), unit.column(1).to_pylist(), strict=True
-            ):
-                file = pq.ParquetFile(path)
-                yield from file.iter_batches(
-                    batch_size=batch_rows, row_groups=[index], columns=columns
+            listed = zip(unit.column(0).to_pylist(), unit.column(1).to_pylist(), strict=True)
+            # A task's row groups come file by file: each file is opened (footer read) once.
+            for path, groups in itertools.groupby(listed, key=lambda group: group[0]):
+                yield from pq.ParquetFile(path).iter_batches(
+                    batch_size=batch_rows, row_groups=[i for _, i in groups], columns=columns
                 )
 
     units = spark.createDataFrame(

@@ -3,8 +3,9 @@
 Spark's scan hands every row to the Python worker through its Arrow writer. For the 31
 feature columns of a million customers that copy cost about 1.1 s of a 2.1 s scoring
 pass (five times the compiled prediction itself). Reading the same files with pyarrow
-in the worker skips it: the scoring pass then took 1.2 s instead of 2.4 s on the same
-partition (``python -m bench.bench_scoring``).
+in the worker skips it: the scoring pass, to a noop sink, then took 1.2 s instead of
+2.4 s on the same partition (the whole job: lines 2 and 2c of ``python -m
+bench.bench_scoring``).
 
 ``feature_row_groups`` lists the row groups of one as-of partition at one pinned table
 version, from the Delta log (delta-rs) and each file's Parquet footer, only where such a
