@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pymongo
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -216,20 +217,22 @@ def _changed_sample(
 
 
 def _swap(db: Database[dict[str, Any]], *, source: str, target: str, settings: Settings) -> None:
-    """Rename the verified build collection over the live one, atomically for readers."""
+    """Rename the verified build collection over the live one, atomically for readers,
+    waiting up to ``mongo.swap_timeout_ms`` for it (not the shorter socket timeout)."""
     attempts = 0
     try:
         for attempt in retrying(settings):
             with attempt:
                 attempts += 1
                 try:
-                    db.client.admin.command(
-                        "renameCollection",
-                        f"{db.name}.{source}",
-                        to=f"{db.name}.{target}",
-                        dropTarget=True,
-                        writeConcern=write_concern(settings).document,
-                    )
+                    with pymongo.timeout(settings.mongo.swap_timeout_ms / 1000):
+                        db.client.admin.command(
+                            "renameCollection",
+                            f"{db.name}.{source}",
+                            to=f"{db.name}.{target}",
+                            dropTarget=True,
+                            writeConcern=write_concern(settings).document,
+                        )
                 except OperationFailure as exc:
                     # A retried rename whose first attempt went through finds no source.
                     if attempts > 1 and exc.code == NAMESPACE_NOT_FOUND:

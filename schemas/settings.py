@@ -73,6 +73,11 @@ class MongoSettings(_Section):
     local_storage_path: str = "data/mongo"
     server_selection_timeout_ms: int = Field(default=2000, ge=1)
     socket_timeout_ms: int = Field(default=5000, ge=1)
+    # The full resync's swap (one renameCollection over the live collection) may take
+    # longer than any read: servers that copy on rename take time in proportion to the
+    # collection, and a retry only queues behind the rename still running. It gets its
+    # own deadline instead of the socket timeout (client-side operation timeout).
+    swap_timeout_ms: int = Field(default=60_000, ge=1)
     write_concern_w: int | str = 1
     # Journaled writes (None: the server's default); wtimeout for w > 1 (0: none).
     write_concern_j: bool | None = None
