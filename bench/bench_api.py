@@ -290,7 +290,7 @@ def selected_cells(argv: list[str] | None = None) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.local_mongo import start_server
+    from jobs.platform.local_mongo import start_server
     from tests.api.helpers import register_coldstart, seed_mongo
     from tests.conftest import free_port
 

@@ -25,9 +25,9 @@ from bench.common import Report, timed
 
 
 def run(*, customers: int, workdir: Path) -> Report:
-    from jobs.contracts import check_contract, validate
-    from jobs.features import build_customer_features
-    from jobs.lake import read_table
+    from jobs.features.build import build_customer_features
+    from jobs.lakehouse.contracts import check_contract, validate
+    from jobs.platform.lake import read_table
     from schemas.contracts import GOLD_CUSTOMER_FEATURES, GOLD_CUSTOMER_FEATURES_CORE
     from schemas.tables import CUSTOMER_FEATURES
 

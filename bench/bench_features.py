@@ -45,9 +45,9 @@ def prepare(*, customers: int, workdir: Path) -> Lake:
     """Generate landing files and ingest them into a fresh lake under ``workdir``."""
     os.environ["LAKESCORE_LAKE__ROOT"] = str(workdir / "lake")
     os.environ["LAKESCORE_DATA_DIR"] = str(workdir / "data")
-    from jobs.generate import generate
-    from jobs.ingest import ingest_landing
-    from jobs.spark import get_spark
+    from jobs.lakehouse.synthetic import generate
+    from jobs.lakehouse.ingest import ingest_landing
+    from jobs.platform.spark import get_spark
     from schemas.settings import get_settings
 
     get_settings.cache_clear()
@@ -73,7 +73,7 @@ def prepare(*, customers: int, workdir: Path) -> Lake:
 
 def baseline_job(lake: Lake, out: str) -> None:
     """Read orders, one group-by aggregation, write it: the floor any feature job pays."""
-    from jobs.lake import read_table
+    from jobs.platform.lake import read_table
     from schemas.tables import SILVER_ORDERS
 
     orders = read_table(lake.spark, lake.settings, SILVER_ORDERS)
@@ -88,7 +88,7 @@ def baseline_job(lake: Lake, out: str) -> None:
 
 
 def run(*, customers: int, workdir: Path) -> Report:
-    from jobs.features import build_customer_features, build_feature_backfill
+    from jobs.features.build import build_customer_features, build_feature_backfill
 
     lake = prepare(customers=customers, workdir=workdir)
     settings = lake.settings

@@ -1,10 +1,10 @@
-"""Scoring throughput: the whole ``jobs.score`` step against bare predict and ``spark_udf``.
+"""Scoring throughput: the whole ``jobs.scoring.run`` step against bare predict and ``spark_udf``.
 
 ``python -m bench scoring`` (or ``python -m bench.bench_scoring --customers 200000``).
 Measured in one run, on the same rows and the same registered LightGBM model:
 
 1. bare ``Booster.predict`` on an in-memory numpy array (2 threads): the ceiling;
-2. ``jobs.score.score_date``: read the feature partition, score, append history,
+2. ``jobs.scoring.run.score_date``: read the feature partition, score, append history,
    update current (current already holds yesterday's rows, as on a real night), with
    the models compiled to native code as configured by default (compiled once, by the
    warm-up night, as on the first night of a new champion; 2b is the same job scoring
@@ -47,9 +47,9 @@ def bench_settings(root: Path, *, master: str) -> Settings:
 def run(*, customers: int, trees: int, master: str) -> Report:
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_table, table_path
-    from jobs.score import score_date
-    from jobs.spark import get_spark
+    from jobs.platform.lake import read_table, table_path
+    from jobs.platform.spark import get_spark
+    from jobs.scoring.run import score_date
     from schemas.tables import CUSTOMER_FEATURES
     from tests.integration.test_scoring_support import register_tiny_model, write_feature_partition
 
@@ -82,7 +82,7 @@ def run(*, customers: int, trees: int, master: str) -> Report:
         results: list[Any] = []
         job = report.add(
             timed(
-                "2 jobs.score.score_date",
+                "2 jobs.scoring.run.score_date",
                 customers,
                 lambda: results.append(score_date(spark, settings, score_date=DAY)),
                 repeat=2,
@@ -128,8 +128,8 @@ def _spark_udf(spark: Any, settings: Settings, *, customers: int, table: Any) ->
     import mlflow
     from pyspark.sql import functions as F
 
-    from jobs.lake import read_table
-    from jobs.registry import configure_mlflow
+    from jobs.platform.lake import read_table
+    from jobs.platform.registry import configure_mlflow
     from schemas.tables import CUSTOMER_FEATURES
 
     configure_mlflow(settings)

@@ -1,4 +1,4 @@
-"""Sync throughput: ``jobs.sync`` against bare pymongo on the same SecantusDB server, one run.
+"""Sync throughput: ``jobs.sync.run`` against bare pymongo on the same SecantusDB server, one run.
 
 ``python -m bench sync`` (or ``python -m bench.bench_sync --rows 200000 --scan-rows 100000``).
 
@@ -39,7 +39,7 @@ def bench_settings(root: Path, *, uri: str, rows: int) -> Settings:
 
 
 def write_current(spark: SparkSession, settings: Settings, *, rows: int) -> None:
-    from jobs.lake import ensure_table, table_path
+    from jobs.platform.lake import ensure_table, table_path
     from schemas.tables import PREDICTIONS_CURRENT
 
     ensure_table(
@@ -62,7 +62,7 @@ def rescore(spark: SparkSession, settings: Settings, *, fraction: float, seed: i
     """New scores for about ``fraction`` of the customers (MERGE); returns their ids."""
     from delta.tables import DeltaTable
 
-    from jobs.lake import read_table, table_path
+    from jobs.platform.lake import read_table, table_path
     from schemas.tables import PREDICTIONS_CURRENT
 
     current = read_table(spark, settings, PREDICTIONS_CURRENT)
@@ -84,9 +84,9 @@ def documents(
     spark: SparkSession, settings: Settings, ids: list[str] | None
 ) -> list[dict[str, Any]]:
     """The serving documents of ``ids`` (all customers when None), built before any clock runs."""
-    from jobs.lake import table_version
-    from jobs.sync_changes import rows_of, snapshot
-    from jobs.sync_documents import iter_documents
+    from jobs.platform.lake import table_version
+    from jobs.sync.changes import rows_of, snapshot
+    from jobs.sync.documents import iter_documents
     from schemas.tables import PREDICTIONS_CURRENT
 
     table = snapshot(spark, settings, version=table_version(spark, settings, PREDICTIONS_CURRENT))
@@ -103,8 +103,8 @@ def bare_upserts(coll: Any, docs: list[dict[str, Any]], *, batch: int) -> None:
 
 
 def run(*, rows: int, changed: float, scan_rows: int, scan: list[float]) -> Report:
-    from jobs.local_mongo import start_server
-    from jobs.spark import get_spark
+    from jobs.platform.local_mongo import start_server
+    from jobs.platform.spark import get_spark
     from tests.conftest import free_port
 
     report = Report(benchmark="sync" if rows else "sync_threshold")
@@ -140,7 +140,7 @@ def main_comparisons(
     rows: int,
     changed: float,
 ) -> None:
-    from jobs.sync import sync
+    from jobs.sync.run import sync
 
     settings = bench_settings(root, uri=uri, rows=rows)
     write_current(spark, settings, rows=rows)
@@ -184,7 +184,7 @@ def scan_threshold(
     spark: SparkSession, root: Path, uri: str, rows: int, fractions: list[float]
 ) -> dict[str, Any]:
     """Seconds of an incremental and of a full sync after each fraction of customers changed."""
-    from jobs.sync import sync
+    from jobs.sync.run import sync
 
     settings = bench_settings(root / "scan", uri=uri, rows=rows)
     write_current(spark, settings, rows=rows)

@@ -20,7 +20,7 @@ DEMO_CUSTOMERS = ("00001", "00042", "01234", "23570", "NEW-CUSTOMER")
 def run_demo(
     settings: Settings, *, score_date: dt.date, keep_serving: bool, console: Console
 ) -> None:
-    from jobs.local_mongo import stop_local_mongo
+    from jobs.platform import stop_local_mongo
     from pipelines.definitions import NIGHTLY_JOB
 
     console.print(

@@ -105,8 +105,7 @@ def sync(
     full: Annotated[bool, typer.Option(help="Rebuild the collection and swap it in.")] = False,
 ) -> None:
     """Sync predictions.current into MongoDB (incremental or build-and-swap, chosen by what changed)."""
-    from jobs.local_mongo import ensure_local_mongo
-    from jobs.spark import get_spark
+    from jobs.platform import ensure_local_mongo, get_spark
     from jobs.sync import SyncError
     from jobs.sync import sync as run_sync
 
@@ -127,7 +126,7 @@ def serve(
     """Serve the lookup API (starts the local Mongo-wire server when no MONGO_URI is set)."""
     import uvicorn
 
-    from jobs.local_mongo import ensure_local_mongo
+    from jobs.platform import ensure_local_mongo
 
     settings = _settings()
     ensure_local_mongo(settings)
@@ -145,10 +144,9 @@ def rollback(
     to_version: Annotated[str, typer.Option(help="The model version to make champion again.")],
 ) -> None:
     """Undo a bad model: alias back, Delta restore of predictions.current, full Mongo resync."""
-    from jobs.local_mongo import ensure_local_mongo
-    from jobs.rollback import RollbackError
-    from jobs.rollback import rollback as do_rollback
-    from jobs.spark import get_spark
+    from jobs.ops import RollbackError
+    from jobs.ops import rollback as do_rollback
+    from jobs.platform import ensure_local_mongo, get_spark
 
     settings = _settings()
     ensure_local_mongo(settings)
@@ -175,7 +173,7 @@ def generate(
     file_format: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Write synthetic customers and orders as landing files, one chunk of customers at a time."""
-    from jobs.generate import generate as write_landing
+    from jobs.lakehouse import generate as write_landing
 
     with console.status(f"generating {customers:,} customers over {days} days"):
         try:
@@ -202,9 +200,8 @@ def resort_silver(
     ] = False,
 ) -> None:
     """Rewrite silver.orders sorted by customer, then order date (same rows, one commit)."""
-    from jobs.lake import table_exists
-    from jobs.silver_layout import needs_resort, resort_table
-    from jobs.spark import get_spark
+    from jobs.lakehouse import needs_resort, resort_table
+    from jobs.platform import get_spark, table_exists
     from schemas.tables import SILVER_ORDERS
 
     settings = _settings()
@@ -253,7 +250,7 @@ app.add_typer(mongo, name="mongo")
 @mongo.command("start")
 def mongo_start() -> None:
     """Start the local server (SecantusDB) in the background."""
-    from jobs.local_mongo import ensure_local_mongo
+    from jobs.platform import ensure_local_mongo
 
     console.print(f"serving store at {ensure_local_mongo(_settings())}")
 
@@ -261,7 +258,7 @@ def mongo_start() -> None:
 @mongo.command("stop")
 def mongo_stop() -> None:
     """Stop the local server started by lakescore."""
-    from jobs.local_mongo import stop_local_mongo
+    from jobs.platform import stop_local_mongo
 
     console.print("stopped" if stop_local_mongo(_settings()) else "no local server was started")
 

@@ -32,7 +32,7 @@ def run_job(
     """Run one partition of a job in this process; return the run id or raise ``NightFailed``."""
     from dagster import DagsterInstance
 
-    from jobs.local_mongo import ensure_local_mongo
+    from jobs.platform import ensure_local_mongo
     from pipelines.definitions import build_definitions
 
     dagster_home(settings)

@@ -40,7 +40,7 @@ def _runs_table(settings: Settings) -> Table:
 
 
 def _models_table(settings: Settings) -> Table:
-    from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, version_by_alias
+    from jobs.platform import CHALLENGER, CHAMPION, configure_mlflow, version_by_alias
     from schemas.coldstart import COLDSTART_SUFFIX
 
     client = configure_mlflow(settings)
@@ -56,8 +56,7 @@ def _models_table(settings: Settings) -> Table:
 
 
 def _sync_table(settings: Settings) -> Table:
-    from jobs.lake import table_exists, table_version
-    from jobs.spark import get_spark
+    from jobs.platform import get_spark, table_exists, table_version
     from jobs.sync import synced_version
     from schemas.tables import PREDICTIONS_CURRENT
 

@@ -7,7 +7,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pyspark.sql import SparkSession
 
-from jobs.spark import get_spark
+from jobs.platform import get_spark
 from schemas.settings import Settings, get_settings
 
 

@@ -25,7 +25,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition,
 )
 
-from jobs.retrain_triggers import BacktestQuality, RunDrift, latest_monitoring, retrain_reason
+from jobs.monitoring import BacktestQuality, RunDrift, latest_monitoring, retrain_reason
 from pipelines.resources import LakescoreResource
 from pipelines.schedules import RETRAIN_RUN_CONFIG
 from schemas.settings import Settings

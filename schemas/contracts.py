@@ -1,7 +1,7 @@
 """Data contracts as plain data: which expectations each table must meet.
 
 Each entry is a Great Expectations 1.x expectation class name and its keyword
-arguments; ``jobs.contracts`` turns them into suites and runs them. Every
+arguments; ``jobs.lakehouse.contracts`` turns them into suites and runs them. Every
 contract also checks the table's columns (``columns``) and, when a previous
 partition exists, that the row count moved by at most ``max_row_count_change``
 (a fraction; the settings value overrides the default here).

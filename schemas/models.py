@@ -2,22 +2,20 @@
 
 A second prediction (say, "orders in the next 90 days" from a subset of features)
 is one more :class:`ModelDefinition` under ``model.additional`` in the YAML file,
-not a copy of the training code. The primary definition is built from the
-``model`` section itself (``name``, ``label``, ``horizon_days``, ``features``).
+not a copy of the training code. The configured list (the primary definition, built
+from the ``model`` section itself, then ``model.additional``) is read by
+``schemas.settings.model_definitions``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.features import FEATURE_NAMES
 
-if TYPE_CHECKING:
-    from schemas.settings import Settings
-
-# Label kinds the training set builder knows (jobs/trainset.py):
+# Label kinds the training set builder knows (jobs/training/trainset.py):
 # "ordered": the customer ordered at least once on days D..D+H-1 (1, else 0);
 # "spend": the customer's total order amount on days D..D+H-1 (0 when no order).
 LabelKind = Literal["ordered", "spend"]
@@ -58,33 +56,3 @@ class ModelDefinition(BaseModel):
     def feature_names(self) -> list[str]:
         """The model's input columns, in the order the booster is trained on."""
         return list(self.features or FEATURE_NAMES)
-
-
-def primary_definition(settings: Settings) -> ModelDefinition:
-    """The definition the nightly scoring job serves (``settings.model.name``)."""
-    cfg = settings.model
-    return ModelDefinition(
-        name=cfg.name,
-        label=cfg.label,
-        horizon_days=cfg.horizon_days,
-        features=tuple(cfg.features),
-        description="primary model (scored every night)",
-    )
-
-
-def model_definitions(settings: Settings) -> list[ModelDefinition]:
-    """Every configured model: the primary one first, then ``model.additional``."""
-    out = [primary_definition(settings), *settings.model.additional]
-    names = [d.name for d in out]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"model names defined twice: {', '.join(duplicates)}")
-    return out
-
-
-def find_definition(settings: Settings, name: str) -> ModelDefinition:
-    for definition in model_definitions(settings):
-        if definition.name == name:
-            return definition
-    known = ", ".join(d.name for d in model_definitions(settings))
-    raise KeyError(f"no model definition named {name!r} (configured: {known})")

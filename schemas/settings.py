@@ -121,7 +121,7 @@ class ModelSettings(_Section):
     # More predictions trained by the same code (schemas/models.py), each scored nightly
     # once its registered model has a champion alias.
     additional: list[ModelDefinition] = Field(default_factory=list)
-    # LightGBM objective of regression labels ("spend"); why Tweedie at 1.2: jobs/training.py.
+    # LightGBM objective of regression labels ("spend"); why Tweedie at 1.2: jobs/training/train.py.
     regression_objective: Literal["tweedie", "regression", "regression_l1"] = "tweedie"
     tweedie_variance_power: float = Field(default=1.2, gt=1.0, lt=2.0)
     # Cold-start model (request-time features only): boosting rounds and the segment field.
@@ -174,7 +174,7 @@ class ScoringSettings(_Section):
     compiled_cache_dir: str = ""
     # Read the feature partition's Parquet row groups with pyarrow in the Python workers
     # (skips Spark's row-by-row copy into Arrow: about half the scoring pass) where that
-    # read is exact (jobs/score_files.py); elsewhere, or off: Spark's scan.
+    # read is exact (jobs/scoring/files.py); elsewhere, or off: Spark's scan.
     pyarrow_feature_reads: bool = True
     # Fail the coverage check when fewer than this share of featured customers got a score.
     min_coverage: float = Field(default=0.99, ge=0.0, le=1.0)
@@ -368,3 +368,33 @@ def _absolute(path: str) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, built on first use (never at import)."""
     return Settings()
+
+
+def primary_definition(settings: Settings) -> ModelDefinition:
+    """The definition the nightly scoring job serves (``settings.model.name``)."""
+    cfg = settings.model
+    return ModelDefinition(
+        name=cfg.name,
+        label=cfg.label,
+        horizon_days=cfg.horizon_days,
+        features=tuple(cfg.features),
+        description="primary model (scored every night)",
+    )
+
+
+def model_definitions(settings: Settings) -> list[ModelDefinition]:
+    """Every configured model: the primary one first, then ``model.additional``."""
+    out = [primary_definition(settings), *settings.model.additional]
+    names = [d.name for d in out]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"model names defined twice: {', '.join(duplicates)}")
+    return out
+
+
+def find_definition(settings: Settings, name: str) -> ModelDefinition:
+    for definition in model_definitions(settings):
+        if definition.name == name:
+            return definition
+    known = ", ".join(d.name for d in model_definitions(settings))
+    raise KeyError(f"no model definition named {name!r} (configured: {known})")

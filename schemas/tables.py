@@ -40,7 +40,7 @@ SILVER_ORDERS = TableSpec(
     ),
     description="Typed orders, one row per order id.",
     # Customer, then order date: the feature build's window sorts in this order, and
-    # presorted runs make that sort a merge (jobs.order_gaps).
+    # presorted runs make that sort a merge (jobs.features.order_gaps).
     sort_within_files=("customer_id", "order_date"),
 )
 

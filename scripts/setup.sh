@@ -23,6 +23,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[batch,local,dev]'
-.venv/bin/python -m jobs.spark
+.venv/bin/python -m jobs.platform.spark
 touch .venv/.installed
 echo "setup: done"

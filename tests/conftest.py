@@ -37,7 +37,7 @@ def mongo_uri(workdir: Path) -> Iterator[str]:
     if external:
         yield external
         return
-    from jobs.local_mongo import start_server
+    from jobs.platform.local_mongo import start_server
 
     port = free_port()
     proc = start_server(port=port, storage_path=":memory:", log_path=workdir / "mongo.log")
@@ -88,7 +88,7 @@ def settings(test_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def spark(settings: Settings):  # type: ignore[no-untyped-def]
     """The one Spark session of the test run: local[2], 2 shuffle partitions, UI off, Delta on."""
-    from jobs.spark import get_spark
+    from jobs.platform.spark import get_spark
 
     session = get_spark(settings)
     yield session

@@ -19,10 +19,9 @@ from dagster import (
 )
 from pyspark.sql import functions as F
 
-from jobs.contracts import check_contract
 from jobs.features import build_customer_features
-from jobs.ingest import IngestResult, ingest_configured
-from jobs.lake import read_table
+from jobs.lakehouse import IngestResult, check_contract, ingest_configured
+from jobs.platform import read_table
 from pipelines.errors import permanent_errors, permanent_failure
 from pipelines.lakehouse.checks import build_contract_checks, check_result, docs_dir
 from pipelines.partitions import partition_date

@@ -14,9 +14,9 @@ from dagster import (
 )
 from pyspark.sql import functions as F
 
-from jobs.contracts import ContractResult, check_contract
 from jobs.features import previous_partition_rows
-from jobs.lake import read_table, table_exists
+from jobs.lakehouse import ContractResult, check_contract
+from jobs.platform import read_table, table_exists
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 from schemas import contracts

@@ -2,8 +2,8 @@
 
 The feature build's window sorts the orders by (customer, order date), the order the
 first load writes silver.orders in; nightly ingests merge into it and leave files in the
-join's order, so the sort slowly loses its presorted runs (jobs/order_gaps.py). The
-``silver_maintenance`` job rewrites the table in that order (``jobs.silver_layout``), one
+join's order, so the sort slowly loses its presorted runs (jobs/features/order_gaps.py). The
+``silver_maintenance`` job rewrites the table in that order (``jobs.lakehouse.silver_layout``), one
 ``dataChange=false`` commit with the same rows, and skips the rewrite when nothing since
 the last one can have unsorted it. Its schedule (``schedule.maintenance_cron``) keeps it
 clear of the night: a merge committed meanwhile would make one of the two fail Delta's
@@ -15,8 +15,8 @@ from typing import Any
 
 from dagster import AssetObservation, OpExecutionContext, Output, job, op
 
-from jobs.lake import table_exists
-from jobs.silver_layout import needs_resort, resort_table
+from jobs.lakehouse import needs_resort, resort_table
+from jobs.platform import table_exists
 from pipelines.alerts import notify_failure
 from pipelines.lakehouse.assets import SILVER_ORDERS_KEY
 from pipelines.resources import LakescoreResource

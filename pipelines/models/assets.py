@@ -15,10 +15,8 @@ from dagster import (
 )
 from mlflow import MlflowClient
 
-from jobs.coldstart import train_coldstart
-from jobs.evaluation import HEADLINE_METRICS
-from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
-from jobs.training import train_model
+from jobs.platform import CHAMPION, configure_mlflow, version_by_alias
+from jobs.training import HEADLINE_METRICS, train_coldstart, train_model
 from pipelines.errors import permanent_errors, permanent_failure
 from pipelines.lakehouse.assets import (
     CUSTOMER_FEATURES_KEY,
@@ -28,8 +26,8 @@ from pipelines.lakehouse.assets import (
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 from schemas.coldstart import COLDSTART_SUFFIX
-from schemas.models import ModelTask, primary_definition
-from schemas.settings import Settings
+from schemas.models import ModelTask
+from schemas.settings import Settings, primary_definition
 
 CHAMPION_MODEL_KEY = AssetKey(["models", "champion"])
 COLDSTART_MODEL_KEY = AssetKey(["models", "coldstart"])

@@ -11,8 +11,8 @@ from dagster import (
 )
 from pyspark.sql import functions as F
 
-from jobs.lake import read_table
 from jobs.monitoring import run_matured_backtests
+from jobs.platform import read_table
 from pipelines.lakehouse.assets import SILVER_ORDERS_KEY
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource

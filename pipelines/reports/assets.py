@@ -10,7 +10,7 @@ from dagster import (
     asset,
 )
 
-from jobs.report import build_night_report
+from jobs.monitoring import build_night_report
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 from pipelines.serving.assets import MONGO_PREDICTIONS_KEY

@@ -1,7 +1,7 @@
 """Nightly scoring into predictions.history and predictions.current, and its blocking checks.
 
-Every configured model with a champion is scored (jobs/score.py); the metadata names
-them. The run row and its checks follow the primary model (jobs/monitoring.py).
+Every configured model with a champion is scored (jobs/scoring/run.py); the metadata names
+them. The run row and its checks follow the primary model (jobs/monitoring/score_runs.py).
 
 The scoring asset records the run in ``monitoring.score_runs``; the checks judge that
 row against the configured limits (coverage floor, PSI limits). Both checks are
@@ -26,9 +26,15 @@ from dagster import (
     multi_asset_check,
 )
 
-from jobs.histogram import histogram_markdown, score_histogram
-from jobs.monitoring import champion_scores, limit_failures, read_score_run, record_score_run
-from jobs.score import ScoringError, score_date
+from jobs.monitoring import (
+    champion_scores,
+    histogram_markdown,
+    limit_failures,
+    read_score_run,
+    record_score_run,
+    score_histogram,
+)
+from jobs.scoring import ScoringError, score_date
 from pipelines.errors import permanent_errors
 from pipelines.lakehouse.assets import CUSTOMER_FEATURES_KEY
 from pipelines.models.assets import CHAMPION_MODEL_KEY

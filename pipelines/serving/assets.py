@@ -12,10 +12,8 @@ from dagster import (
     asset,
 )
 
-from jobs.local_mongo import ensure_local_mongo
-from jobs.sync import sync
-from jobs.sync_verify import SyncVerificationError
-from jobs.sync_writes import BatchWriteError, SyncError
+from jobs.platform import ensure_local_mongo
+from jobs.sync import BatchWriteError, SyncError, SyncVerificationError, sync
 from pipelines.errors import permanent_errors
 from pipelines.resources import LakescoreResource
 from pipelines.scoring.assets import CURRENT_KEY

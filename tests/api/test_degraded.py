@@ -30,7 +30,7 @@ DATABASE = "degraded"
 
 
 def _start_mongo(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    from jobs.local_mongo import start_server
+    from jobs.platform.local_mongo import start_server
 
     return start_server(port=port, storage_path=":memory:", log_path=workdir / "mongo-own.log")
 

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from cli.main import app
-from jobs.lake import read_table
+from jobs.platform.lake import read_table
 from schemas.settings import Settings
 from schemas.tables import BACKTESTS, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 

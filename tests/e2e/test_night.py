@@ -11,7 +11,7 @@ from deltalake import DeltaTable as RustDeltaTable
 from pymongo import MongoClient
 from pyspark.sql import functions as F
 
-from jobs.lake import read_table, table_path
+from jobs.platform.lake import read_table, table_path
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 from tests.e2e.conftest import SCORE_DATE

@@ -14,11 +14,11 @@ from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
 from cli.main import app
-from jobs.features import build_customer_features
-from jobs.lake import read_table, table_version
-from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
-from jobs.score import score_date
-from jobs.sync import sync_full
+from jobs.features.build import build_customer_features
+from jobs.platform.lake import read_table, table_version
+from jobs.platform.registry import CHAMPION, configure_mlflow, version_by_alias
+from jobs.scoring.run import score_date
+from jobs.sync.run import sync_full
 from schemas.features import FEATURE_NAMES
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jobs.lake import read_table
+from jobs.platform.lake import read_table
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 from tests.conftest import free_port
@@ -94,7 +94,15 @@ def test_score_job_runs_unchanged_on_a_standalone_cluster(
         "LAKESCORE_MLFLOW__ARTIFACT_ROOT": s.mlflow.artifact_root,
     }
     out = subprocess.run(
-        [sys.executable, "-m", "jobs.score", "--date", DAY.isoformat(), "--run-id", "on-cluster"],
+        [
+            sys.executable,
+            "-m",
+            "jobs.ops.score",
+            "--date",
+            DAY.isoformat(),
+            "--run-id",
+            "on-cluster",
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from api.coldstart import fetch
-from jobs.coldstart import ColdStartResult, train_coldstart
-from jobs.coldstart_data import encode_frame
-from jobs.ingest import cdnow_path, ingest_orders
-from jobs.registry import CHAMPION, configure_mlflow, version_by_alias
+from jobs.lakehouse.ingest import cdnow_path, ingest_orders
+from jobs.platform.registry import CHAMPION, configure_mlflow, version_by_alias
+from jobs.training.coldstart import ColdStartResult, train_coldstart
+from jobs.training.coldstart_data import encode_frame
 from schemas.coldstart import CATEGORICAL, COLDSTART_SUFFIX, FEATURE_ORDER, ColdStartContext, encode
 from schemas.settings import Settings
 
@@ -114,7 +114,7 @@ def test_vectorised_encoding_matches_the_contract_encode(trained: ColdStartResul
 
 
 def test_request_time_features_are_point_in_time_and_use_the_profile(spark: Any) -> None:
-    from jobs.coldstart_data import coldstart_rows
+    from jobs.training.coldstart_data import coldstart_rows
 
     d = dt.date
     orders = spark.createDataFrame(

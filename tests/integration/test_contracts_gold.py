@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.contracts import check_contract, validate
+from jobs.lakehouse.contracts import check_contract, validate
 from schemas.contracts import GOLD_CUSTOMER_FEATURES, SILVER_CUSTOMERS
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import pytest
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from jobs.features import build_feature_backfill, compute_customer_features
-from jobs.lake import ensure_table, read_table, table_path
+from jobs.features.build import build_feature_backfill, compute_customer_features
+from jobs.platform.lake import ensure_table, read_table, table_path
 from schemas.features import FEATURE_NAMES, PROFILE_FEATURE_NAMES
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES, SILVER_CUSTOMERS, SILVER_ORDERS
@@ -118,7 +118,7 @@ def test_backfill_writes_one_file_per_partition_and_reuses_existing(
     assert {
         k: {c: v for c, v in r.items() if c != "as_of_date"} for k, r in single.items()
     } == stored
-    # No dictionary for ids and measures (jobs.features.WRITE_CONF; the parquet default would
+    # No dictionary for ids and measures (jobs.features.build.WRITE_CONF; the parquet default would
     # give every column one). The profile's categories keep theirs, when they have values.
     import pyarrow.parquet as pq
 

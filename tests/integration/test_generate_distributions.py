@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.generate import CAMPAIGN_EVERY_DAYS, CAMPAIGN_LENGTH_DAYS, generate
+from jobs.lakehouse.synthetic import CAMPAIGN_EVERY_DAYS, CAMPAIGN_LENGTH_DAYS, generate
 from schemas.sources import CHANNELS, COUNTRIES, CUSTOMERS_SOURCE, DEVICES, ORDERS_SOURCE
 
 pytestmark = pytest.mark.integration

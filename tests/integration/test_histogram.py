@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jobs.histogram import Bin, histogram_markdown, score_histogram
+from jobs.monitoring.histogram import Bin, histogram_markdown, score_histogram
 
 pytestmark = pytest.mark.integration
 

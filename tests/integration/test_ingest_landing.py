@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ingest import ingest_landing
-from jobs.lake import read_table
+from jobs.lakehouse.ingest import ingest_landing
+from jobs.platform.lake import read_table
 from schemas.settings import Settings
 from schemas.tables import (
     BRONZE_ORDERS,
@@ -163,7 +163,7 @@ def test_customer_profiles_are_typed_checked_and_updated(
 def test_parquet_landing_files_are_read_with_the_source_schema(
     spark: Any, local: Settings, tmp_path: Path
 ) -> None:
-    from jobs.generate import generate
+    from jobs.lakehouse.synthetic import generate
 
     landing = tmp_path / "landing"
     gen = generate(customers=300, days=120, seed=3, out=landing, chunk_customers=150)
@@ -192,8 +192,8 @@ def _unsorted_files(spark: Any, settings: Settings) -> list[str]:
 def test_first_load_writes_silver_orders_sorted_by_customer_then_date_in_each_file(
     spark: Any, local: Settings, tmp_path: Path
 ) -> None:
-    """The feature build's window relies on this order for presorted runs (jobs.order_gaps)."""
-    from jobs.generate import generate
+    """The feature build's window relies on this order for presorted runs (jobs.features.order_gaps)."""
+    from jobs.lakehouse.synthetic import generate
 
     landing = tmp_path / "landing"
     generate(customers=400, days=200, seed=5, out=landing, chunk_customers=100)
@@ -209,8 +209,8 @@ def test_resort_rewrites_merged_silver_orders_in_customer_order_with_the_same_ro
 ) -> None:
     from delta.tables import DeltaTable
 
-    from jobs.lake import table_path
-    from jobs.silver_layout import resort_table
+    from jobs.lakehouse.silver_layout import resort_table
+    from jobs.platform.lake import table_path
 
     landing = tmp_path / "landing"
     _write(landing / "orders" / "a.csv", ORDERS_HEADER + GOOD)
@@ -243,7 +243,7 @@ def test_weekly_maintenance_resorts_silver_only_after_a_merge(
     rewrites it after a merge, then skips it again until the next merge."""
     from dagster import DagsterInstance
 
-    from jobs.lake import table_version
+    from jobs.platform.lake import table_version
     from pipelines.definitions import build_definitions
     from pipelines.lakehouse.maintenance import MAINTENANCE_JOB
     from pipelines.resources import LakescoreResource

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.generate import generate
-from jobs.lake import read_table, table_path
+from jobs.lakehouse.synthetic import generate
+from jobs.platform.lake import read_table, table_path
 from schemas.settings import Settings, get_settings
 from schemas.tables import SILVER_CUSTOMERS, SILVER_ORDERS
 
@@ -129,7 +129,7 @@ def test_a_landing_file_with_a_wrong_schema_stops_the_night_before_anything_is_w
     (features, model, scoring, the MongoDB sync) runs, and every table keeps its version."""
     import pandas as pd
 
-    from jobs.lake import table_version
+    from jobs.platform.lake import table_version
     from schemas.tables import BRONZE_ORDERS, CUSTOMER_FEATURES
 
     settings = landing_settings

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from cli.history import customer_history
-from jobs.backfill import BackfillResult, backfill
-from jobs.catalog import register_catalog
-from jobs.lake import read_table
-from jobs.monitoring import ScoreRun, limit_failures
+from jobs.monitoring.score_runs import ScoreRun, limit_failures
+from jobs.ops.backfill import BackfillResult, backfill
+from jobs.platform.catalog import register_catalog
+from jobs.platform.lake import read_table
 from schemas.settings import Settings
 from schemas.tables import SCORE_RUNS
 from tests.integration.test_score import isolated
@@ -102,8 +102,8 @@ def test_one_customers_history_newest_first(nights: Any, tmp_path: Path) -> None
 
 
 def test_backtest_once_labels_matured(spark: Any, nights: Any) -> None:
-    from jobs.lake import ensure_table, table_path
-    from jobs.monitoring import run_matured_backtests
+    from jobs.monitoring.backtests import run_matured_backtests
+    from jobs.platform.lake import ensure_table, table_path
     from schemas.tables import BACKTESTS, SILVER_ORDERS
 
     s, _, _ = nights

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from jobs.lake import ensure_table, table_path
-from jobs.monitoring import ScoreRun
+from jobs.monitoring.score_runs import ScoreRun
+from jobs.platform.lake import ensure_table, table_path
 from schemas.settings import Settings, get_settings
 from schemas.tables import BACKTESTS, SCORE_RUNS
 

@@ -10,7 +10,7 @@ import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
-from jobs.lake import (
+from jobs.platform.lake import (
     ensure_table,
     file_statistics,
     read_table,
@@ -18,9 +18,9 @@ from jobs.lake import (
     table_path,
     table_version,
 )
-from jobs.registry import configure_mlflow, load_booster
-from jobs.score import ScoreResult, ScoringError, score_date
-from jobs.score_current import newest_score_date
+from jobs.platform.registry import configure_mlflow, load_booster
+from jobs.scoring.current import newest_score_date
+from jobs.scoring.run import ScoreResult, ScoringError, score_date
 from schemas.models import ModelDefinition
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY

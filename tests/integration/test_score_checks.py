@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from jobs.score import score_date
+from jobs.scoring.run import score_date
 from schemas.settings import Settings
 from tests.integration.test_score import isolated
 from tests.integration.test_scoring_support import register_tiny_model, write_feature_partition

@@ -1,5 +1,5 @@
 """Scoring reads the feature partition's row groups with pyarrow where that read is exact,
-and through Spark wherever it is not (jobs/score_files.py), on real Spark + Delta."""
+and through Spark wherever it is not (jobs/scoring/files.py), on real Spark + Delta."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.lake import read_table, table_path, table_version
-from jobs.score import ScoringError, feature_partition, prediction_rows, score_date
-from jobs.score_batches import feature_columns, resolve_models
-from jobs.score_files import feature_row_groups
+from jobs.platform.lake import read_table, table_path, table_version
+from jobs.scoring.files import feature_row_groups
+from jobs.scoring.models import feature_columns, resolve_models
+from jobs.scoring.run import ScoringError, feature_partition, prediction_rows, score_date
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_HISTORY
 from tests.integration.test_score import isolated

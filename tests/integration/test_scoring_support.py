@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from jobs.features import TABLE_PROPERTIES, WRITE_CONF
-from jobs.lake import ensure_table, table_path
-from jobs.spark import session_conf
+from jobs.features.build import TABLE_PROPERTIES, WRITE_CONF
+from jobs.platform.lake import ensure_table, table_path
+from jobs.platform.spark import session_conf
 from schemas.features import FEATURES, PROFILE_FEATURES
 from schemas.settings import Settings
 from schemas.tables import CUSTOMER_FEATURES
@@ -48,7 +48,7 @@ def write_feature_partition(
     row_group_bytes: int | None = None,
 ) -> int:
     """(Re)write ``gold.customer_features`` for ``as_of`` in one file, as the feature build
-    writes its table and files (``jobs.features.TABLE_PROPERTIES`` and ``WRITE_CONF``, with
+    writes its table and files (``jobs.features.build.TABLE_PROPERTIES`` and ``WRITE_CONF``, with
     ``row_group_bytes`` Parquet row groups when given); returns the table's new version."""
     frame = synthetic_features(customers=customers, seed=seed, shift=shift)
     frame.insert(1, "as_of_date", as_of)
@@ -64,7 +64,7 @@ def write_feature_partition(
             .option("replaceWhere", f"as_of_date = DATE'{as_of.isoformat()}'")
             .save(table_path(settings, CUSTOMER_FEATURES))
         )
-    from jobs.lake import table_version
+    from jobs.platform.lake import table_version
 
     return table_version(spark, settings, CUSTOMER_FEATURES)
 
@@ -104,7 +104,7 @@ def register_tiny_model(
     import mlflow
     from mlflow.models import infer_signature
 
-    from jobs.registry import configure_mlflow
+    from jobs.platform.registry import configure_mlflow
 
     client = configure_mlflow(settings)
     booster = train_tiny_booster(trees=trees, train_rows=train_rows, seed=seed, features=features)

@@ -20,10 +20,11 @@ from pymongo import MongoClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs import sync_changes
-from jobs.lake import ensure_table, read_table, table_exists, table_path, table_version
-from jobs.sync import SyncVerificationError, sync, synced_version
-from jobs.sync_changes import _changed_ids_rust, _changed_ids_spark
+from jobs.platform.lake import ensure_table, read_table, table_exists, table_path, table_version
+from jobs.sync import changes as sync_changes
+from jobs.sync.changes import _changed_ids_rust, _changed_ids_spark
+from jobs.sync.run import sync, synced_version
+from jobs.sync.verify import SyncVerificationError
 from schemas.serving import PRIORS_COLLECTION_SUFFIX, SYNC_STATE_COLLECTION
 from schemas.settings import LakeSettings, Settings
 from schemas.tables import PREDICTIONS_CURRENT

@@ -8,7 +8,7 @@ import pytest
 from dagster import materialize
 from pyspark.sql import SparkSession
 
-from jobs.sync import synced_version
+from jobs.sync.run import synced_version
 from pipelines.partitions import score_date_partitions
 from pipelines.resources import LakescoreResource
 from pipelines.serving.assets import MONGO_PREDICTIONS_KEY, build_serving_assets

@@ -7,9 +7,9 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from jobs.sync_changes import priors
-from jobs.sync_documents import expected_models, iter_documents, sort_rows
-from jobs.sync_paths import _sample_ids
+from jobs.sync.changes import priors
+from jobs.sync.documents import expected_models, iter_documents, sort_rows
+from jobs.sync.paths import _sample_ids
 
 pytestmark = pytest.mark.unit
 

@@ -17,8 +17,9 @@ import pytest
 from pymongo import MongoClient
 from pyspark.sql import SparkSession
 
-from jobs.local_mongo import ping, server_binary
-from jobs.sync import BatchWriteError, sync, synced_version
+from jobs.platform.local_mongo import ping, server_binary
+from jobs.sync.run import sync, synced_version
+from jobs.sync.writes import BatchWriteError
 from schemas.settings import Settings
 from tests.conftest import free_port
 from tests.integration.test_sync import (
@@ -159,7 +160,7 @@ def test_a_killed_sync_rerun_converges(
         "LAKESCORE_SPARK__MASTER": "local[1]",
     }
     code = (
-        "from jobs.spark import get_spark; from jobs.sync import sync; "
+        "from jobs.platform.spark import get_spark; from jobs.sync.run import sync; "
         "from schemas.settings import get_settings; s = get_settings(); "
         f"sync(get_spark(s), s, mode={path!r}, batch_size=10)"
     )

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from jobs.sync_paths import _swap
-from jobs.sync_writes import BatchWriteError
+from jobs.sync.paths import _swap
+from jobs.sync.writes import BatchWriteError
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.integration

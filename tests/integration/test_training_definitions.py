@@ -9,8 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from schemas.features import FEATURE_NAMES
-from schemas.models import LABEL_KINDS, LABEL_TASKS, find_definition, model_definitions
-from schemas.settings import Settings
+from schemas.models import LABEL_KINDS, LABEL_TASKS
+from schemas.settings import Settings, find_definition, model_definitions
 
 pytestmark = pytest.mark.unit
 

@@ -18,14 +18,20 @@ import pytest
 from mlflow.models import infer_signature
 from pyspark.sql import functions as F
 
-from jobs.ingest import cdnow_path, ingest_orders
-from jobs.lake import read_table, table_path
-from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, load_booster, version_by_alias
-from jobs.training import TrainResult, fit_candidate, gate_and_register
-from jobs.trainset import TrainingData, load_training_data
+from jobs.lakehouse.ingest import cdnow_path, ingest_orders
+from jobs.platform.lake import read_table, table_path
+from jobs.platform.registry import (
+    CHALLENGER,
+    CHAMPION,
+    configure_mlflow,
+    load_booster,
+    version_by_alias,
+)
+from jobs.training.train import TrainResult, fit_candidate, gate_and_register
+from jobs.training.trainset import TrainingData, load_training_data
 from schemas.features import FEATURE_NAMES
-from schemas.models import ModelDefinition, primary_definition
-from schemas.settings import Settings
+from schemas.models import ModelDefinition
+from schemas.settings import Settings, primary_definition
 from schemas.tables import GATE_DECISIONS, SILVER_ORDERS
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ingest import cdnow_path, ingest_orders
-from jobs.lake import read_table
-from jobs.registry import CHALLENGER, CHAMPION, configure_mlflow, version_by_alias
-from jobs.training import fit_candidate, gate_and_register
-from jobs.trainset import TrainingData, load_training_data
+from jobs.lakehouse.ingest import cdnow_path, ingest_orders
+from jobs.platform.lake import read_table
+from jobs.platform.registry import CHALLENGER, CHAMPION, configure_mlflow, version_by_alias
+from jobs.training.train import fit_candidate, gate_and_register
+from jobs.training.trainset import TrainingData, load_training_data
 from schemas.models import ModelDefinition
 from schemas.settings import Settings
 from schemas.tables import SILVER_ORDERS

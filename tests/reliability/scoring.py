@@ -16,7 +16,7 @@ import numpy as np
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from jobs.lake import read_table, table_exists, table_version
+from jobs.platform.lake import read_table, table_exists, table_version
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 from tests.integration.test_scoring_support import synthetic_features
@@ -120,7 +120,7 @@ def commits(settings: Settings, table: str) -> int:
 def start_scoring(
     settings: Settings, test_env: dict[str, str], *, day: dt.date, log_path: Path, **extra: str
 ) -> subprocess.Popen[bytes]:
-    """``python -m jobs.score --date D`` in its own process, configured through the environment."""
+    """``python -m jobs.ops.score --date D`` in its own process, configured through the environment."""
     env = {
         **os.environ,
         **test_env,
@@ -135,7 +135,7 @@ def start_scoring(
     env.pop("MLFLOW_TRACKING_URI", None)  # the conventional variable would win over ours
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "jobs.score", "--date", day.isoformat()],
+            [sys.executable, "-m", "jobs.ops.score", "--date", day.isoformat()],
             cwd=REPO,
             env=env,
             stdout=log,

@@ -15,8 +15,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from jobs.ingest import ingest_landing
-from jobs.lake import read_table
+from jobs.lakehouse.ingest import ingest_landing
+from jobs.platform.lake import read_table
 from schemas.settings import Settings
 from schemas.tables import BRONZE_ORDERS, QUARANTINE_ORDERS, SILVER_ORDERS
 

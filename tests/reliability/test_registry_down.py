@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from jobs.registry import FAIL_FAST_HTTP, RegistryError, configure_mlflow
-from jobs.score import score_date
+from jobs.platform.registry import FAIL_FAST_HTTP, RegistryError, configure_mlflow
+from jobs.scoring.run import score_date
 from schemas.tables import PREDICTIONS_HISTORY
 from tests.conftest import free_port
 from tests.integration.test_scoring_support import write_feature_partition

@@ -51,8 +51,8 @@ from deltalake import DeltaTable as RustDeltaTable
 from deltalake import write_deltalake
 from pyspark.sql import SparkSession
 
-from jobs.lake import ensure_table, table_path
-from jobs.sync import SyncResult, sync_full
+from jobs.platform.lake import ensure_table, table_path
+from jobs.sync.run import SyncResult, sync_full
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT
 from tests.api.helpers import ApiProcess, api_env, start_api, wait_until
@@ -250,7 +250,7 @@ def first_night(spark: SparkSession, settings: Settings, new_rows: list[tuple[An
 
 def rescore(settings: Settings, new_rows: list[tuple[Any, ...]]) -> int:
     """A night that rescored every customer: the main model's rows replaced in one overwrite
-    (``replaceWhere``, as ``jobs.score_current.update_current`` does on a normal night);
+    (``replaceWhere``, as ``jobs.scoring.current.update_current`` does on a normal night);
     returns the new table version.
 
     Written with delta-rs rather than Spark: a Spark job for 3,000 rows took ~30 s here

@@ -1,6 +1,6 @@
 """Scenario 1: the scoring process killed (SIGKILL) while it writes history, then re-run.
 
-``python -m jobs.score --date D`` runs in its own process; it is killed as soon as data
+``python -m jobs.ops.score --date D`` runs in its own process; it is killed as soon as data
 files of its history write appear in the table folder (before its commit), or, in the
 slow variant, as soon as the history commit is there (before current is updated). The
 re-run must leave each (customer, score date, model, role) exactly once, with the
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from jobs.score import score_date
+from jobs.scoring.run import score_date
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 from tests.integration.test_scoring_support import write_feature_partition
 from tests.reliability.conftest import Registry

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from jobs.score import ScoreResult, score_date
+from jobs.scoring.run import ScoreResult, score_date
 from tests.integration.test_scoring_support import write_feature_partition
 from tests.reliability.conftest import Registry
 from tests.reliability.scoring import (

@@ -8,7 +8,7 @@ import lightgbm as lgb
 import numpy as np
 import pytest
 
-from jobs.compiled_trees import compile_ahead, load_predictor
+from jobs.scoring.compiled_trees import compile_ahead, load_predictor
 
 pytestmark = pytest.mark.unit
 

@@ -28,7 +28,9 @@ def snapshot(defs: Definitions) -> dict[str, Any]:
             for k in sorted(keys, key=lambda k: k.to_user_string())
         },
         "assets": sorted(k.to_user_string() for k in keys),
-        "checks": sorted(f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys),
+        "checks": sorted(
+            f"{c.asset_key.to_user_string()}:{c.name}" for c in graph.asset_check_keys
+        ),
         "jobs": sorted(j.name for j in defs.resolve_all_job_defs()),
         "schedules": sorted(s.name for s in defs.schedules or []),
         "sensors": sorted(s.name for s in defs.sensors or []),

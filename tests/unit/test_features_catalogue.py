@@ -82,7 +82,7 @@ def test_source_schemas_match_bronze_raw_columns() -> None:
 
 
 def test_generator_intensity_has_season_and_campaigns() -> None:
-    from jobs.generate import CAMPAIGN_EVERY_DAYS, CAMPAIGN_LENGTH_DAYS, daily_intensity
+    from jobs.lakehouse.synthetic import CAMPAIGN_EVERY_DAYS, CAMPAIGN_LENGTH_DAYS, daily_intensity
 
     start = dt.date(2023, 1, 1)
     intensity = daily_intensity(days=365, start=start)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from jobs.gate import decide
+from jobs.training.gate import decide
 from schemas.settings import GateSettings
 
 pytestmark = pytest.mark.unit

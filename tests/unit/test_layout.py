@@ -1,10 +1,15 @@
-"""The map's import rules, checked on the source: who may import whom."""
+"""The map's import rules, checked on the source: who may import whom.
+
+Every import counts, wherever it is written: at the top, inside a function, or under
+``if TYPE_CHECKING:``.
+"""
 
 from __future__ import annotations
 
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,35 +18,197 @@ pytestmark = pytest.mark.unit
 
 REPO = Path(__file__).resolve().parents[2]
 OURS = {"schemas", "jobs", "pipelines", "api", "cli", "tests", "bench"}
+# The folders whose modules are checked for cycles (tests and benches import freely).
+PRODUCT = ("schemas", "jobs", "pipelines", "api", "cli")
+# jobs/ sub-packages, bottom to top: a package imports only those below it.
+JOBS_ORDER = (
+    "platform",
+    "lakehouse",
+    "features",
+    "training",
+    "scoring",
+    "sync",
+    "monitoring",
+    "ops",
+)
 
 # folder -> what it must never import (ours and third-party)
 FORBIDDEN = {
-    "schemas": {"jobs", "pipelines", "api", "cli", "pyspark", "dagster", "delta"},
-    "jobs": {"pipelines", "api", "cli", "dagster"},
-    "pipelines": {"api", "cli"},
-    "api": {"jobs", "pipelines", "cli", "pyspark", "dagster", "delta", "great_expectations"},
+    "schemas": OURS - {"schemas"},
+    "jobs": {"pipelines", "api", "cli", "tests", "bench", "dagster"},
+    "pipelines": {"api", "cli", "tests", "bench"},
+    "api": {"jobs", "pipelines", "cli", "tests", "bench", "pyspark", "dagster", "delta"}
+    | {"great_expectations"},
 }
 
 
-def _imports(path: Path) -> set[str]:
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(path: Path, root: Path) -> Iterator[tuple[int, str, list[str]]]:
+    """``(line, module, names)`` for every import in the file, relative ones resolved."""
     tree = ast.parse(path.read_text(), filename=str(path))
-    found: set[str] = set()
+    here = module_name(path, root).split(".")
+    package = here if path.name == "__init__.py" else here[:-1]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
-    return found
+            for alias in node.names:
+                yield node.lineno, alias.name, []
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            yield node.lineno, module, [alias.name for alias in node.names]
+
+
+def import_graph(root: Path, folders: tuple[str, ...]) -> dict[str, set[str]]:
+    """Our modules and the modules of ours each one imports (``from P import m``, where
+    ``m`` is a module, is an import of ``P.m`` as well as of ``P``)."""
+    paths = {
+        module_name(p, root): p
+        for folder in folders
+        for p in sorted((root / folder).rglob("*.py"))
+        if "__pycache__" not in p.parts
+    }
+    graph: dict[str, set[str]] = {m: set() for m in paths}
+    for name, path in paths.items():
+        for _, module, names in imported_modules(path, root):
+            targets = {module} | {f"{module}.{n}" for n in names}
+            graph[name] |= {t for t in targets if t in paths and t != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (``[a, b, ..., a]``), or None when the graph has none."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state:
+            found = visit(start)
+            if found:
+                return found
+    return None
 
 
 @pytest.mark.parametrize("folder", sorted(FORBIDDEN))
 def test_folder_respects_the_import_rules(folder: str) -> None:
     violations = []
     for path in sorted((REPO / folder).rglob("*.py")):
-        bad = _imports(path) & FORBIDDEN[folder]
+        bad = {m.split(".")[0] for _, m, _ in imported_modules(path, REPO)} & FORBIDDEN[folder]
         if bad:
             violations.append(f"{path.relative_to(REPO)} imports {sorted(bad)}")
     assert not violations, "\n".join(violations)
+
+
+def jobs_rule_violations(root: Path) -> list[str]:
+    """``jobs/`` sub-packages import each other only through their faces and never upward;
+    ``pipelines/`` and ``cli/`` use the faces too; no module sits loose in ``jobs/``."""
+    violations = []
+    loose = [p.name for p in (root / "jobs").glob("*.py") if p.name != "__init__.py"]
+    if loose:
+        violations.append(f"modules outside a jobs/ domain: {sorted(loose)}")
+    for folder in ("jobs", "pipelines", "cli"):
+        for path in sorted((root / folder).rglob("*.py")):
+            mine = module_name(path, root).split(".")
+            own = mine[1] if folder == "jobs" and len(mine) > 1 else None
+            where = path.relative_to(root)
+            for line, module, names in imported_modules(path, root):
+                parts = module.split(".")
+                if parts[0] != "jobs" or len(parts) < 2 or parts[1] == own:
+                    continue
+                submodules = [n for n in names if (root / "jobs" / parts[1] / f"{n}.py").exists()]
+                if len(parts) == 2 and submodules:
+                    violations.append(f"{where}:{line} imports the module {module}.{submodules[0]}")
+                if len(parts) > 2:
+                    violations.append(
+                        f"{where}:{line} imports {module}, not the face jobs.{parts[1]}"
+                    )
+                if own and JOBS_ORDER.index(parts[1]) > JOBS_ORDER.index(own):
+                    violations.append(f"{where}:{line} imports {module}, above jobs.{own}")
+    return violations
+
+
+def test_jobs_packages_import_each_other_through_faces_and_never_upward() -> None:
+    packages = sorted(p.name for p in (REPO / "jobs").iterdir() if (p / "__init__.py").exists())
+    assert packages == sorted(JOBS_ORDER)
+    violations = jobs_rule_violations(REPO)
+    assert not violations, "\n".join(violations)
+
+
+def test_no_import_cycle_among_our_modules() -> None:
+    graph = import_graph(REPO, PRODUCT)
+    assert len(graph) > 100  # the walk found the product's modules
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_the_cycle_check_finds_a_cycle_hidden_in_a_function_or_type_check(
+    tmp_path: Path,
+) -> None:
+    _write(
+        tmp_path,
+        {
+            "jobs/__init__.py": "",
+            "jobs/a/__init__.py": "from jobs.a.one import f\n",
+            "jobs/a/one.py": "def f():\n    import jobs.a.two\n",
+            "jobs/a/two.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .one import f\n"
+            ),
+            "jobs/a/three.py": "import jobs.a.two\n",
+        },
+    )
+    cycle = find_cycle(import_graph(tmp_path, ("jobs",)))
+    assert cycle == ["jobs.a.one", "jobs.a.two", "jobs.a.one"]
+    _write(tmp_path, {"jobs/a/two.py": "import os\n"})
+    assert find_cycle(import_graph(tmp_path, ("jobs",))) is None
+
+
+def test_the_jobs_rules_catch_a_deep_or_upward_import(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "jobs/__init__.py": "",
+            "jobs/platform/__init__.py": "",
+            "jobs/platform/spark.py": "def f():\n    from jobs.ops import g\n",
+            "jobs/ops/__init__.py": "",
+            "jobs/ops/run.py": "from jobs.platform.spark import f\n",
+            "pipelines/x.py": "from jobs.ops import run\n",
+            "cli/y.py": "from jobs.ops.run import f\n",
+        },
+    )
+    assert jobs_rule_violations(tmp_path) == [
+        "jobs/ops/run.py:1 imports jobs.platform.spark, not the face jobs.platform",
+        "jobs/platform/spark.py:2 imports jobs.ops, above jobs.platform",
+        "pipelines/x.py:1 imports the module jobs.ops.run",
+        "cli/y.py:1 imports jobs.ops.run, not the face jobs.ops",
+    ]
 
 
 def test_the_api_loads_without_spark_or_dagster() -> None:

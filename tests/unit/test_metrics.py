@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.metrics import (
+from jobs.training.metrics import (
     binary_metrics,
     calibration_table,
     expected_calibration_error,
     top_decile_lift,
 )
-from jobs.validation import prediction_problems
+from jobs.training.validation import prediction_problems
 
 pytestmark = pytest.mark.unit
 

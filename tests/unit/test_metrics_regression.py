@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from jobs.metrics_regression import normalized_gini, regression_metrics, top_decile_share
-from jobs.validation import prediction_problems
+from jobs.training.metrics_regression import normalized_gini, regression_metrics, top_decile_share
+from jobs.training.validation import prediction_problems
 
 pytestmark = pytest.mark.unit
 

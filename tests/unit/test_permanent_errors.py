@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from dagster import DagsterEventType, RetryPolicy, job, op
 
-from jobs.score import ScoringError
-from jobs.sync_writes import BatchWriteError, SyncError
+from jobs.scoring.run import ScoringError
+from jobs.sync.writes import BatchWriteError, SyncError
 from pipelines.errors import permanent_errors
 
 pytestmark = pytest.mark.unit

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.psi import population_stability_index
+from jobs.monitoring.psi import population_stability_index
 
 pytestmark = pytest.mark.unit
 

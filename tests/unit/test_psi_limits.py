@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from jobs.backfill import score_dates
-from jobs.monitoring import ScoreRun, limit_failures
+from jobs.monitoring.score_runs import ScoreRun, limit_failures
+from jobs.ops.backfill import score_dates
 from schemas.settings import Settings
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from jobs.retrain_triggers import BacktestQuality, RunDrift, retrain_reason
+from jobs.monitoring.retrain_triggers import BacktestQuality, RunDrift, retrain_reason
 from schemas.settings import RetrainSettings
 
 pytestmark = pytest.mark.unit

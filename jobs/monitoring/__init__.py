@@ -1,0 +1,36 @@
+"""After scoring: score runs and their limits, PSI and histograms, backtests of matured
+dates, retrain triggers, and the night report.
+"""
+
+from __future__ import annotations
+
+from jobs.monitoring.backtests import run_matured_backtests
+from jobs.monitoring.histogram import histogram_markdown, score_histogram
+from jobs.monitoring.report import build_night_report
+from jobs.monitoring.retrain_triggers import (
+    BacktestQuality,
+    RunDrift,
+    latest_monitoring,
+    retrain_reason,
+)
+from jobs.monitoring.score_runs import (
+    champion_scores,
+    limit_failures,
+    read_score_run,
+    record_score_run,
+)
+
+__all__ = [
+    "BacktestQuality",
+    "RunDrift",
+    "build_night_report",
+    "champion_scores",
+    "histogram_markdown",
+    "latest_monitoring",
+    "limit_failures",
+    "read_score_run",
+    "record_score_run",
+    "retrain_reason",
+    "run_matured_backtests",
+    "score_histogram",
+]

@@ -1,0 +1,227 @@
+"""The nightly HTML report: coverage, score distribution, drift, champion vs challenger, sync.
+
+Self-contained HTML (plots embedded as PNG), written to
+``<data_dir>/reports/<score_date>/nightly.html`` and linked from the Dagster run.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from jobs.monitoring.psi import population_stability_index
+from jobs.platform import read_table, table_exists
+from schemas.features import FEATURE_NAMES
+from schemas.settings import Settings
+from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_HISTORY
+
+
+@dataclass(kw_only=True)
+class NightReport:
+    score_date: dt.date
+    path: Path
+    customers_with_features: int
+    customers_scored: int
+    previous_score_date: dt.date | None
+    score_psi: float | None
+    feature_psi: dict[str, float] = field(default_factory=dict)
+    challenger: dict[str, float] | None = None
+
+    @property
+    def coverage(self) -> float:
+        return (
+            self.customers_scored / self.customers_with_features
+            if self.customers_with_features
+            else 0.0
+        )
+
+
+def build_night_report(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    score_date: dt.date,
+    sync: dict[str, Any] | None = None,
+) -> NightReport:
+    history = read_table(spark, settings, PREDICTIONS_HISTORY).where(
+        F.col("model_name") == settings.model.name
+    )
+    scores = _scores(history, score_date)
+    previous = _previous_date(history, score_date)
+    prev_scores = _scores(history, previous) if previous else pd.DataFrame()
+    features = _features(spark, settings, score_date)
+    prev_features = _features(spark, settings, previous) if previous else pd.DataFrame()
+
+    champion = scores[scores["model_role"] == "champion"]
+    challenger = scores[scores["model_role"] == "challenger"]
+    prev_champion = (
+        prev_scores[prev_scores["model_role"] == "champion"] if previous else prev_scores
+    )
+    score_psi = (
+        population_stability_index(prev_champion["score"].to_numpy(), champion["score"].to_numpy())
+        if previous and not prev_champion.empty and not champion.empty
+        else None
+    )
+    feature_psi = (
+        {
+            name: population_stability_index(
+                prev_features[name].to_numpy(float), features[name].to_numpy(float)
+            )
+            for name in FEATURE_NAMES
+        }
+        if not prev_features.empty and not features.empty
+        else {}
+    )
+    versus = _champion_vs_challenger(champion, challenger)
+    path = Path(settings.data_dir) / "reports" / score_date.isoformat() / "nightly.html"
+    report = NightReport(
+        score_date=score_date,
+        path=path,
+        customers_with_features=len(features),
+        customers_scored=champion["customer_id"].nunique() if not champion.empty else 0,
+        previous_score_date=previous,
+        score_psi=score_psi,
+        feature_psi=feature_psi,
+        challenger=versus,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        _render(
+            report, champion=champion, prev_champion=prev_champion, challenger=challenger, sync=sync
+        )
+    )
+    return report
+
+
+def _scores(history: Any, day: dt.date | None) -> pd.DataFrame:
+    if day is None:
+        return pd.DataFrame(columns=["customer_id", "model_role", "model_version", "score"])
+    frame: pd.DataFrame = (
+        history.where(F.col("score_date") == F.lit(day))
+        .select("customer_id", "model_role", "model_version", "score")
+        .toPandas()
+    )
+    return frame
+
+
+def _previous_date(history: Any, day: dt.date) -> dt.date | None:
+    row = history.where(F.col("score_date") < F.lit(day)).agg(F.max("score_date")).first()
+    return None if row is None or row[0] is None else row[0]
+
+
+def _features(spark: SparkSession, settings: Settings, day: dt.date | None) -> pd.DataFrame:
+    if day is None or not table_exists(spark, settings, CUSTOMER_FEATURES):
+        return pd.DataFrame(columns=["customer_id", *FEATURE_NAMES])
+    frame: pd.DataFrame = (
+        read_table(spark, settings, CUSTOMER_FEATURES)
+        .where(F.col("as_of_date") == F.lit(day))
+        .select("customer_id", *FEATURE_NAMES)
+        .toPandas()
+    )
+    return frame
+
+
+def _champion_vs_challenger(
+    champion: pd.DataFrame, challenger: pd.DataFrame
+) -> dict[str, float] | None:
+    if champion.empty or challenger.empty:
+        return None
+    both = champion.merge(challenger, on="customer_id", suffixes=("_champion", "_challenger"))
+    a, b = both["score_champion"].to_numpy(), both["score_challenger"].to_numpy()
+    k = max(1, len(both) // 10)
+    top_a = set(both["customer_id"].to_numpy()[np.argsort(-a, kind="stable")[:k]])
+    top_b = set(both["customer_id"].to_numpy()[np.argsort(-b, kind="stable")[:k]])
+    return {
+        "customers": float(len(both)),
+        "correlation": float(np.corrcoef(a, b)[0, 1]) if len(both) > 1 else float("nan"),
+        "mean_abs_diff": float(np.mean(np.abs(a - b))),
+        "top_decile_overlap": len(top_a & top_b) / k,
+    }
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return '<img src="data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode() + '"/>'
+
+
+def _render(
+    report: NightReport,
+    *,
+    champion: pd.DataFrame,
+    prev_champion: pd.DataFrame,
+    challenger: pd.DataFrame,
+    sync: dict[str, Any] | None,
+) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parts = [f"<h1>lakescore night {report.score_date}</h1>"]
+    parts.append(
+        f"<h2>Coverage</h2><p>{report.customers_scored:,} customers scored of "
+        f"{report.customers_with_features:,} with features ({report.coverage:.2%}).</p>"
+    )
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bins = [float(x) for x in np.linspace(0, 1, 41)]
+    if not prev_champion.empty:
+        ax.hist(
+            prev_champion["score"],
+            bins=bins,
+            alpha=0.5,
+            label=f"{report.previous_score_date}",
+            density=True,
+        )
+    ax.hist(champion["score"], bins=bins, alpha=0.5, label=f"{report.score_date}", density=True)
+    ax.set_xlabel("score")
+    ax.set_ylabel("density")
+    ax.legend()
+    psi = "n/a (no previous night)" if report.score_psi is None else f"{report.score_psi:.4f}"
+    parts.append(
+        f"<h2>Score distribution</h2><p>PSI against the previous night: {psi}</p>{_png(fig)}"
+    )
+    plt.close(fig)
+    if report.feature_psi:
+        fig, ax = plt.subplots(figsize=(7, 0.3 * len(report.feature_psi) + 1))
+        names = list(report.feature_psi)
+        ax.barh(names, [report.feature_psi[n] for n in names])
+        ax.axvline(0.1, color="orange", linestyle="--")
+        ax.axvline(0.25, color="red", linestyle="--")
+        ax.set_xlabel("PSI vs previous night")
+        parts.append(f"<h2>Feature drift</h2>{_png(fig)}")
+        plt.close(fig)
+    else:
+        parts.append("<h2>Feature drift</h2><p>No previous feature partition to compare with.</p>")
+    if report.challenger:
+        both = champion.merge(challenger, on="customer_id", suffixes=("_champion", "_challenger"))
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.scatter(both["score_champion"], both["score_challenger"], s=2, alpha=0.3)
+        ax.plot([0, 1], [0, 1], color="grey", linewidth=1)
+        ax.set_xlabel("champion")
+        ax.set_ylabel("challenger")
+        rows = "".join(
+            f"<tr><td>{k}</td><td>{v:.4f}</td></tr>" for k, v in report.challenger.items()
+        )
+        parts.append(f"<h2>Champion vs challenger</h2><table>{rows}</table>{_png(fig)}")
+        plt.close(fig)
+    else:
+        parts.append("<h2>Champion vs challenger</h2><p>No challenger was scored this night.</p>")
+    if sync:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+            for k, v in sync.items()
+        )
+        parts.append(f"<h2>Sync verification</h2><table>{rows}</table>")
+    style = "body{font-family:sans-serif;max-width:900px;margin:2em auto}td{padding:2px 12px}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(parts)}</body></html>"

@@ -1,0 +1,168 @@
+"""When to retrain besides the weekly schedule: drift or realised quality past a limit.
+
+``retrain_reason`` judges the latest ``monitoring.score_runs`` row (score and
+feature PSI against the previous scored date) and the latest champion row of
+``monitoring.backtests`` (realised AUC and top-decile lift once labels matured)
+against the ``retrain:`` settings. ``latest_monitoring`` reads those rows with
+delta-rs (no Spark, no JVM), cheap enough for a sensor that ticks every minute.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from jobs.platform import CHAMPION
+from schemas.settings import RetrainSettings, Settings
+from schemas.tables import BACKTESTS, SCORE_RUNS
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunDrift:
+    """The drift of one scoring run (a ``monitoring.score_runs`` row)."""
+
+    run_id: str
+    score_date: dt.date
+    model_version: str
+    previous_score_date: dt.date | None
+    previous_model_version: str | None  # the version that scored the previous date
+    score_psi: float | None
+    feature_psi: dict[str, float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BacktestQuality:
+    """The champion's realised quality on one matured score date (a ``monitoring.backtests`` row)."""
+
+    score_date: dt.date
+    model_version: str
+    auc: float
+    lift_top_decile: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.score_date.isoformat()}-v{self.model_version}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrainReason:
+    run_key: str  # one per triggering score run / backtest: a sensor fires once for each
+    text: str
+
+
+def drift_problems(run: RunDrift, limits: RetrainSettings) -> list[str]:
+    """The PSI limits the run crosses. Score PSI counts only when the same model version
+    scored the previous date (a new champion moves the scores without any drift)."""
+    out = []
+    same_model = run.previous_model_version in (None, run.model_version)
+    if same_model and run.score_psi is not None and run.score_psi > limits.drift_psi_max:
+        out.append(f"score PSI {run.score_psi:.3f} > {limits.drift_psi_max}")
+    out += [
+        f"{name} PSI {psi:.3f} > {limits.feature_psi_max}"
+        for name, psi in sorted(run.feature_psi.items())
+        if psi > limits.feature_psi_max
+    ]
+    return out
+
+
+def backtest_problems(
+    backtest: BacktestQuality, limits: RetrainSettings, *, champion_version: str | None
+) -> list[str]:
+    """The quality floors the backtested champion falls below (none once it was replaced)."""
+    if champion_version is not None and backtest.model_version != champion_version:
+        return []
+    out = []
+    if not math.isnan(backtest.auc) and backtest.auc < limits.backtest_auc_min:
+        out.append(f"realised AUC {backtest.auc:.3f} < {limits.backtest_auc_min}")
+    lift = backtest.lift_top_decile
+    if not math.isnan(lift) and lift < limits.backtest_lift_min:
+        out.append(f"realised top-decile lift {lift:.2f} < {limits.backtest_lift_min}")
+    return out
+
+
+def retrain_reason(
+    *,
+    run: RunDrift | None,
+    backtest: BacktestQuality | None,
+    limits: RetrainSettings,
+    champion_version: str | None = None,
+) -> RetrainReason | None:
+    """Why to retrain now, from the rows not judged before (None: nothing crossed a limit).
+
+    ``champion_version`` is the version of the latest scoring run: a backtest of a model
+    that is no longer the champion does not start a retrain."""
+    keys: list[str] = []
+    parts: list[str] = []
+    if run is not None and (problems := drift_problems(run, limits)):
+        keys.append(f"drift-{run.run_id}")
+        against = f" against {run.previous_score_date}" if run.previous_score_date else ""
+        parts.append(
+            f"drift in scoring run {run.run_id} of {run.score_date} "
+            f"(model v{run.model_version}){against}: " + "; ".join(problems)
+        )
+    if backtest is not None and (
+        problems := backtest_problems(backtest, limits, champion_version=champion_version)
+    ):
+        keys.append(f"backtest-{backtest.key}")
+        parts.append(
+            f"backtest of {backtest.score_date} (model v{backtest.model_version}): "
+            + "; ".join(problems)
+        )
+    if not parts:
+        return None
+    return RetrainReason(run_key="retrain-" + "-".join(keys), text=" | ".join(parts))
+
+
+def _delta_rows(settings: Settings, name: str, columns: list[str]) -> list[dict[str, Any]] | None:
+    """The model's rows of a monitoring table, read with delta-rs (None: no table yet)."""
+    from deltalake import DeltaTable
+
+    path = settings.table_path(name).replace("s3a://", "s3://", 1)
+    if not DeltaTable.is_deltatable(path):
+        return None
+    table = DeltaTable(path).to_pyarrow_table(
+        columns=columns, filters=[("model_name", "=", settings.model.name)]
+    )
+    return table.to_pylist()
+
+
+def latest_monitoring(settings: Settings) -> tuple[RunDrift | None, BacktestQuality | None]:
+    """The latest scoring run (newest score date, then newest row) and the latest champion
+    backtest of the configured model; None where the table has no such row (or no table)."""
+    run_columns = ["run_id", "score_date", "model_name", "model_version", "previous_score_date"]
+    runs = _delta_rows(
+        settings, SCORE_RUNS.name, [*run_columns, "score_psi", "feature_psi_json", "recorded_at"]
+    )
+    run = None
+    if runs:
+        runs.sort(key=lambda r: (r["score_date"], r["recorded_at"]))
+        row = runs[-1]
+        before = [r for r in runs if r["score_date"] == row["previous_score_date"]]
+        run = RunDrift(
+            run_id=row["run_id"],
+            score_date=row["score_date"],
+            model_version=row["model_version"],
+            previous_score_date=row["previous_score_date"],
+            previous_model_version=before[-1]["model_version"] if before else None,
+            score_psi=row["score_psi"],
+            feature_psi={k: float(v) for k, v in json.loads(row["feature_psi_json"]).items()},
+        )
+    tests = _delta_rows(
+        settings,
+        BACKTESTS.name,
+        ["score_date", "model_name", "model_version", "model_role", "auc", "lift_top_decile"],
+    )
+    champion = [r for r in tests or [] if r["model_role"] == CHAMPION]
+    backtest = None
+    if champion:
+        row = max(champion, key=lambda r: r["score_date"])
+        backtest = BacktestQuality(
+            score_date=row["score_date"],
+            model_version=row["model_version"],
+            auc=math.nan if row["auc"] is None else row["auc"],
+            lift_top_decile=math.nan if row["lift_top_decile"] is None else row["lift_top_decile"],
+        )
+    return run, backtest

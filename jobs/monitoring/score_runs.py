@@ -1,0 +1,217 @@
+"""Scoring monitoring: one ``monitoring.score_runs`` row per run, and the limits it must meet.
+
+A row holds coverage (customers scored / customers in the feature partition),
+score quantiles, the population stability index of the champion's scores and of
+the model's most important features against the previous scored date, and the
+run's duration. ``limit_failures`` says which configured limits a row breaks;
+the pipeline turns that into blocking checks, so a bad night never syncs. Once a
+score date's labels mature (H days later), ``run_matured_backtests`` (jobs/monitoring/backtests.py)
+writes the realised AUC and top-decile lift of its predictions to ``monitoring.backtests``.
+
+Monitoring follows the primary model (``model.name``) only; additional models scored
+the same night (jobs/scoring/run.py) have rows in history and current but no score_runs
+row, drift check or backtest of their own. A regression primary model (label
+``spend``) counts finite non-negative amounts as valid scores and has no backtests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from jobs.monitoring.psi import population_stability_index
+from jobs.platform import CHAMPION, ensure_table, load_booster, read_table, table_exists, table_path
+from jobs.scoring import ScoreResult
+from schemas.settings import Settings, primary_definition
+from schemas.tables import (
+    CUSTOMER_FEATURES,
+    PREDICTIONS_HISTORY,
+    SCORE_RUNS,
+)
+
+QUANTILES = {
+    "score_p01": 0.01,
+    "score_p10": 0.1,
+    "score_p50": 0.5,
+    "score_p90": 0.9,
+    "score_p99": 0.99,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreRun:
+    run_id: str
+    score_date: dt.date
+    model_name: str
+    model_version: str
+    customers_known: int
+    customers_scored: int
+    coverage: float
+    score_p01: float
+    score_p10: float
+    score_p50: float
+    score_p90: float
+    score_p99: float
+    score_mean: float
+    previous_score_date: dt.date | None
+    score_psi: float | None
+    feature_psi_json: str
+    duration_s: float
+    feature_table_version: int
+    history_version: int
+    recorded_at: dt.datetime
+
+    @property
+    def feature_psi(self) -> dict[str, float]:
+        return {k: float(v) for k, v in json.loads(self.feature_psi_json).items()}
+
+
+def champion_scores(
+    spark: SparkSession, settings: Settings, *, score_date: dt.date, version: int | None = None
+) -> DataFrame:
+    return read_table(spark, settings, PREDICTIONS_HISTORY, version=version).where(
+        (F.col("score_date") == F.lit(score_date))
+        & (F.col("model_name") == settings.model.name)
+        & (F.col("model_role") == CHAMPION)
+    )
+
+
+def previous_score_date(
+    spark: SparkSession, settings: Settings, *, score_date: dt.date, version: int | None = None
+) -> dt.date | None:
+    """The latest date before ``score_date`` the champion scored (the drift reference)."""
+    history = read_table(spark, settings, PREDICTIONS_HISTORY, version=version)
+    row = (
+        history.where(
+            (F.col("score_date") < F.lit(score_date))
+            & (F.col("model_name") == settings.model.name)
+            & (F.col("model_role") == CHAMPION)
+        )
+        .agg(F.max("score_date"))
+        .first()
+    )
+    return None if row is None else row[0]
+
+
+def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResult) -> ScoreRun:
+    """Coverage, quantiles and drift of one scoring run (reads the versions the run wrote)."""
+    scores = _column(
+        champion_scores(
+            spark, settings, score_date=result.score_date, version=result.history_version
+        ),
+        "score",
+    )
+    binary = primary_definition(settings).task == "binary"
+    valid = scores[np.isfinite(scores) & (scores >= 0.0) & ((scores <= 1.0) | (not binary))]
+    features = read_table(spark, settings, CUSTOMER_FEATURES, version=result.feature_table_version)
+    today = features.where(F.col("as_of_date") == F.lit(result.score_date))
+    known = today.count()
+    previous = previous_score_date(
+        spark, settings, score_date=result.score_date, version=result.history_version
+    )
+    score_psi: float | None = None
+    feature_psi: dict[str, float] = {}
+    if previous is not None:
+        before = _column(
+            champion_scores(spark, settings, score_date=previous, version=result.history_version),
+            "score",
+        )
+        psi = population_stability_index(before, valid)
+        score_psi = None if math.isnan(psi) else psi
+        names = top_features(settings, version=result.model_version)
+        earlier = features.where(F.col("as_of_date") == F.lit(previous))
+        for name in names:
+            psi = population_stability_index(_column(earlier, name), _column(today, name))
+            feature_psi[name] = 0.0 if math.isnan(psi) else psi
+    quantiles = (
+        dict(zip(QUANTILES, np.quantile(valid, list(QUANTILES.values())), strict=True))
+        if valid.size
+        else dict.fromkeys(QUANTILES, math.nan)
+    )
+    return ScoreRun(
+        run_id=result.run_id,
+        score_date=result.score_date,
+        model_name=result.model_name,
+        model_version=result.model_version,
+        customers_known=known,
+        customers_scored=int(valid.size),
+        coverage=float(valid.size / known) if known else 0.0,
+        **{k: float(v) for k, v in quantiles.items()},
+        score_mean=float(valid.mean()) if valid.size else math.nan,
+        previous_score_date=previous,
+        score_psi=score_psi,
+        feature_psi_json=json.dumps(feature_psi, sort_keys=True),
+        duration_s=result.duration_s,
+        feature_table_version=result.feature_table_version,
+        history_version=result.history_version,
+        recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    )
+
+
+def top_features(settings: Settings, *, version: str) -> list[str]:
+    """The model's ``scoring.drift_features`` most important features (by total gain)."""
+    booster = load_booster(model_name=settings.model.name, version=version)
+    gains = booster.feature_importance(importance_type="gain")
+    order = np.argsort(-np.asarray(gains), kind="stable")
+    names = booster.feature_name()
+    return [names[i] for i in order[: settings.scoring.drift_features]]
+
+
+def record_score_run(spark: SparkSession, settings: Settings, *, result: ScoreResult) -> ScoreRun:
+    """Summarize the run and write its row (a retry of the same run replaces its row)."""
+    run = summarize_run(spark, settings, result=result)
+    ensure_table(spark, settings, SCORE_RUNS)
+    frame = spark.createDataFrame([tuple(asdict(run).values())], SCORE_RUNS.ddl)
+    (
+        frame.write.format("delta")
+        .mode("overwrite")
+        .option("replaceWhere", f"run_id = '{run.run_id}'")
+        .save(table_path(settings, SCORE_RUNS))
+    )
+    return run
+
+
+def read_score_run(
+    spark: SparkSession, settings: Settings, *, run_id: str, score_date: dt.date
+) -> ScoreRun | None:
+    if not table_exists(spark, settings, SCORE_RUNS):
+        return None
+    rows = (
+        read_table(spark, settings, SCORE_RUNS)
+        .where((F.col("run_id") == run_id) & (F.col("score_date") == F.lit(score_date)))
+        .collect()
+    )
+    return ScoreRun(**rows[0].asDict()) if rows else None
+
+
+def limit_failures(run: ScoreRun, settings: Settings) -> dict[str, str]:
+    """``{"coverage" | "drift": reason}`` for each configured limit the run breaks."""
+    cfg = settings.scoring
+    out: dict[str, str] = {}
+    if run.coverage < cfg.min_coverage:
+        out["coverage"] = (
+            f"coverage {run.coverage:.4f} ({run.customers_scored} of {run.customers_known} "
+            f"customers) is below the floor {cfg.min_coverage}"
+        )
+    drift = []
+    if run.score_psi is not None and run.score_psi > cfg.max_score_psi:
+        drift.append(f"score PSI {run.score_psi:.3f} > {cfg.max_score_psi}")
+    drift += [
+        f"{name} PSI {psi:.3f} > {cfg.max_feature_psi}"
+        for name, psi in run.feature_psi.items()
+        if psi > cfg.max_feature_psi
+    ]
+    if drift:
+        out["drift"] = f"against {run.previous_score_date}: " + "; ".join(drift)
+    return out
+
+
+def _column(frame: DataFrame, name: str) -> np.ndarray:
+    table = frame.select(F.col(name).cast("double")).toArrow()
+    return np.asarray(table.column(0).to_numpy(zero_copy_only=False), dtype=np.float64)

@@ -1,0 +1,57 @@
+"""The platform every domain stands on: the Spark session, Delta tables (``lake``), the
+Mongo client and the local Mongo-wire server, MLflow registry access, the SQL catalog.
+"""
+
+from __future__ import annotations
+
+from jobs.platform.lake import (
+    ensure_table,
+    file_statistics,
+    last_commit,
+    read_table,
+    table_exists,
+    table_path,
+    table_version,
+)
+from jobs.platform.local_mongo import ensure_local_mongo, stop_local_mongo
+from jobs.platform.mongo import (
+    DUPLICATE_KEY,
+    mongo_client,
+    retrying,
+    serving_db,
+    with_retries,
+    write_concern,
+)
+from jobs.platform.registry import (
+    CHALLENGER,
+    CHAMPION,
+    configure_mlflow,
+    load_booster,
+    version_by_alias,
+)
+from jobs.platform.spark import get_spark, session_conf
+
+__all__ = [
+    "CHALLENGER",
+    "CHAMPION",
+    "DUPLICATE_KEY",
+    "configure_mlflow",
+    "ensure_local_mongo",
+    "ensure_table",
+    "file_statistics",
+    "get_spark",
+    "last_commit",
+    "load_booster",
+    "mongo_client",
+    "read_table",
+    "retrying",
+    "serving_db",
+    "session_conf",
+    "stop_local_mongo",
+    "table_exists",
+    "table_path",
+    "table_version",
+    "version_by_alias",
+    "with_retries",
+    "write_concern",
+]

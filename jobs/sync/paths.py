@@ -1,0 +1,264 @@
+"""The two sync paths: build-and-swap, and incremental upserts/deletes from the change feed.
+
+Both mark the run as started in ``sync_state`` before the first write, verify after
+the last one, and leave advancing the watermark (``commit``) as the very last step.
+Both take the snapshot of the target version (Arrow, read in a thread while the
+change feed is read) and draw the documents, the expected count, the verification
+sample and the priors from it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pymongo
+from pymongo.database import Database
+from pymongo.errors import OperationFailure, PyMongoError
+
+from jobs.platform import retrying, with_retries, write_concern
+from jobs.sync.changes import distinct_customers, priors, rows_of
+from jobs.sync.documents import batched, expected_models, iter_documents
+from jobs.sync.state import SyncState, commit, mark_started, utcnow
+from jobs.sync.verify import Verification, compare_sample, count
+from jobs.sync.writes import BatchWriteError, WriteTally, insert_batches, upsert_and_delete
+from schemas.serving import PRIORS_COLLECTION_SUFFIX
+from schemas.settings import Settings
+
+BUILD_SUFFIX = "__build"
+NAMESPACE_NOT_FOUND = 26
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    tally: WriteTally
+    verification: Verification
+    phases: dict[str, float]  # seconds per phase, in order
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(now - self._last, 3)
+        self._last = now
+
+
+def run_full(
+    settings: Settings, db: Database[dict[str, Any]], *, version: int, rows: Future[pa.Table]
+) -> Outcome:
+    name = settings.mongo.collection
+    clock = _Clock()
+    with_retries(settings, mark_started, db, collection=name, mode="full", target_version=version)
+    table = rows.result()
+    clock.lap("read_delta")
+    tally = WriteTally()
+    build = db[name + BUILD_SUFFIX]
+    with_retries(settings, build.drop)
+    docs = iter_documents(table, delta_version=version, synced_at=utcnow())
+    batches = batched(docs, size=settings.mongo.batch_size)
+    insert_batches(build, batches, settings=settings, tally=tally)
+    if not tally.inserted:
+        db.create_collection(build.name)  # an empty current: swap in an empty collection
+    clock.lap("write")
+    expected = distinct_customers(table)
+    ids = _sample_ids(table, k=settings.mongo.verify_sample_size, seed=version)
+    verification = Verification(
+        collection=f"{db.name}.{build.name}",
+        expected_documents=expected,
+        documents=with_retries(settings, count, build, expected=expected),
+        count_method="counted",
+        sampled=len(ids),
+        mismatches=with_retries(settings, compare_sample, build, expected_models(table, ids)),
+    )
+    verification.raise_for_failure()  # the live collection is untouched
+    clock.lap("verify")
+    _swap(db, source=build.name, target=name, settings=settings)
+    clock.lap("swap")
+    return _finish(
+        db,
+        settings,
+        table=table,
+        name=name,
+        version=version,
+        mode="full",
+        expected=expected,
+        tally=tally,
+        verification=verification,
+        clock=clock,
+    )
+
+
+def run_incremental(
+    settings: Settings,
+    db: Database[dict[str, Any]],
+    *,
+    state: SyncState,
+    version: int,
+    changed: list[str],
+    rows: Future[pa.Table],
+) -> Outcome:
+    """Replace-upsert the whole documents of ``changed`` customers, delete those gone from Delta."""
+    name = settings.mongo.collection
+    clock = _Clock()
+    with_retries(
+        settings, mark_started, db, collection=name, mode="incremental", target_version=version
+    )
+    table = rows.result()
+    changed_rows = rows_of(table, changed)
+    present = set(pc.unique(changed_rows.column("customer_id")).to_pylist())
+    deleted = [customer for customer in changed if customer not in present]
+    clock.lap("read_delta")
+    tally = WriteTally()
+    if changed:
+        docs = iter_documents(changed_rows, delta_version=version, synced_at=utcnow())
+        upsert_and_delete(db[name], docs, deleted, settings=settings, tally=tally)
+    clock.lap("write")
+    expected = distinct_customers(table)
+    trusted = not state.interrupted and state.documents is not None and not tally.retried_batches
+    if trusted:
+        assert state.documents is not None
+        documents, method = state.documents + tally.upserted - tally.deleted, "tally"
+    else:
+        documents = with_retries(settings, count, db[name], expected=expected)
+        method = "counted"
+    half = settings.mongo.verify_sample_size // 2
+    wanted = _changed_sample(changed_rows, deleted, k=half, seed=version)
+    wanted.update(expected_models(table, _sample_ids(table, k=half, seed=version + 1)))
+    verification = Verification(
+        collection=f"{db.name}.{name}",
+        expected_documents=expected,
+        documents=documents,
+        count_method=method,
+        sampled=len(wanted),
+        mismatches=with_retries(settings, compare_sample, db[name], wanted),
+    )
+    verification.raise_for_failure()
+    clock.lap("verify")
+    return _finish(
+        db,
+        settings,
+        table=table,
+        name=name,
+        version=version,
+        mode="incremental",
+        expected=expected,
+        tally=tally,
+        verification=verification,
+        clock=clock,
+    )
+
+
+def _finish(
+    db: Database[dict[str, Any]],
+    settings: Settings,
+    *,
+    table: pa.Table,
+    name: str,
+    version: int,
+    mode: str,
+    expected: int,
+    tally: WriteTally,
+    verification: Verification,
+    clock: _Clock,
+) -> Outcome:
+    """Both paths end alike: priors, then the watermark, only after every write succeeded."""
+    _write_priors(db, settings, priors(table), version=version)
+    with_retries(
+        settings,
+        commit,
+        db,
+        collection=name,
+        delta_version=version,
+        documents=expected,
+        mode=mode,
+    )
+    clock.lap("priors_and_watermark")
+    return Outcome(tally=tally, verification=verification, phases=clock.phases)
+
+
+def _sample_ids(table: pa.Table, *, k: int, seed: int) -> list[str]:
+    """Up to ``k`` distinct customers, drawn by row (no Python list of every customer id)."""
+    rows = table.num_rows
+    if rows == 0 or k <= 0:
+        return []
+    rng = random.Random(seed)
+    column = table.column("customer_id")
+    if rows <= 4 * k:  # small: an exact sample of the distinct ids
+        ids = pc.unique(column).to_pylist()
+        return rng.sample(ids, min(k, len(ids)))
+    picked: dict[str, None] = {}
+    for _ in range(8):  # a customer has a row per model: a few draws reach k distinct
+        drawn = column.take(pa.array(rng.sample(range(rows), 2 * k))).to_pylist()
+        picked.update(dict.fromkeys(drawn))
+        if len(picked) >= k:
+            break
+    return list(picked)[:k]
+
+
+def _changed_sample(
+    rows: pa.Table, deleted: list[str], *, k: int, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Delta's fields for up to ``k`` changed customers; deleted ones must have no document."""
+    gone = random.Random(seed).sample(deleted, min(k // 2, len(deleted)))
+    wanted: dict[str, dict[str, Any]] = dict(
+        expected_models(rows, _sample_ids(rows, k=k - len(gone), seed=seed))
+    )
+    wanted.update({customer: {} for customer in gone})
+    return wanted
+
+
+def _swap(db: Database[dict[str, Any]], *, source: str, target: str, settings: Settings) -> None:
+    """Rename the verified build collection over the live one, atomically for readers,
+    waiting up to ``mongo.swap_timeout_ms`` for it (not the shorter socket timeout)."""
+    attempts = 0
+    try:
+        for attempt in retrying(settings):
+            with attempt:
+                attempts += 1
+                try:
+                    with pymongo.timeout(settings.mongo.swap_timeout_ms / 1000):
+                        db.client.admin.command(
+                            "renameCollection",
+                            f"{db.name}.{source}",
+                            to=f"{db.name}.{target}",
+                            dropTarget=True,
+                            writeConcern=write_concern(settings).document,
+                        )
+                except OperationFailure as exc:
+                    # A retried rename whose first attempt went through finds no source.
+                    if attempts > 1 and exc.code == NAMESPACE_NOT_FOUND:
+                        return
+                    raise
+    except PyMongoError as exc:
+        raise BatchWriteError(
+            f"swapping {db.name}.{source} in as {db.name}.{target} failed after "
+            f"{attempts} attempt(s): {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _write_priors(
+    db: Database[dict[str, Any]], settings: Settings, rows: list[dict[str, Any]], *, version: int
+) -> None:
+    """One prior per model still in current; priors of models gone from current are removed."""
+    priors_coll = db[settings.mongo.collection + PRIORS_COLLECTION_SUFFIX]
+    try:
+        for attempt in retrying(settings):
+            with attempt:
+                for row in rows:
+                    priors_coll.replace_one(
+                        {"_id": row["_id"]}, {**row, "delta_version": version}, upsert=True
+                    )
+                priors_coll.delete_many({"_id": {"$nin": [row["_id"] for row in rows]}})
+    except PyMongoError as exc:
+        raise BatchWriteError(
+            f"writing priors to {priors_coll.full_name} failed: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,83 @@
+"""Verification after a sync: the document count, and a sample compared field by field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.collection import Collection
+
+from jobs.sync.writes import SyncError
+
+FIELDS = ("score", "model_version", "score_date", "scored_at")
+
+
+class SyncVerificationError(SyncError):
+    """The written collection does not match Delta; the watermark was not advanced."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verification:
+    collection: str
+    expected_documents: int  # distinct customers in predictions.current at the synced version
+    documents: int
+    count_method: str  # "counted" (asked the server) or "tally" (last verified count +/- writes)
+    sampled: int
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.documents == self.expected_documents and not self.mismatches
+
+    def summary(self) -> str:
+        head = "; ".join(self.mismatches[:5])
+        return (
+            f"{self.collection}: {self.documents} documents for {self.expected_documents} "
+            f"customers ({self.count_method}), {len(self.mismatches)} of {self.sampled} "
+            f"sampled customers differ from Delta{': ' + head if head else ''}"
+        )
+
+    def raise_for_failure(self) -> None:
+        if not self.ok:
+            raise SyncVerificationError(f"verification failed: {self.summary()}")
+
+
+def count(collection: Collection[dict[str, Any]], *, expected: int) -> int:
+    """The number of documents: the fast estimate, confirmed by an exact count when it differs."""
+    estimate = collection.estimated_document_count()
+    return estimate if estimate == expected else collection.count_documents({})
+
+
+def compare_sample(
+    collection: Collection[dict[str, Any]], expected: dict[str, dict[str, dict[str, Any]]]
+) -> list[str]:
+    """Differences between the documents of the sampled customers and Delta's rows.
+
+    ``expected`` maps customer id to its models' fields; an empty mapping means the
+    customer has no row in Delta, so no document may exist.
+    """
+    if not expected:
+        return []
+    docs = {d["_id"]: d for d in collection.find({"_id": {"$in": list(expected)}})}
+    problems: list[str] = []
+    for customer, models in expected.items():
+        doc = docs.get(customer)
+        if not models:
+            if doc is not None:
+                problems.append(f"{customer}: document exists but the customer is not in Delta")
+            continue
+        if doc is None:
+            problems.append(f"{customer}: missing document")
+            continue
+        got = doc.get("models") or {}
+        if set(got) != set(models):
+            problems.append(f"{customer}: models {sorted(got)} != Delta's {sorted(models)}")
+            continue
+        for model, want in models.items():
+            for name in FIELDS:
+                value = got[model].get(name)
+                if value != want[name]:
+                    problems.append(
+                        f"{customer}/{model}.{name}: {value!r} != Delta's {want[name]!r}"
+                    )
+    return problems

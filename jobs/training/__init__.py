@@ -1,0 +1,12 @@
+"""Training sets with their time split, training, evaluation and metrics, validation, the
+champion/challenger gate and its log, run logging, and the cold-start model.
+"""
+
+from __future__ import annotations
+
+from jobs.training.coldstart import train_coldstart
+from jobs.training.evaluation import HEADLINE_METRICS
+from jobs.training.metrics import binary_metrics
+from jobs.training.train import train_model
+
+__all__ = ["HEADLINE_METRICS", "binary_metrics", "train_coldstart", "train_model"]
