@@ -103,7 +103,7 @@ class ModelSettings(_Section):
     horizon_days: int = Field(default=30, ge=1)
     # How many past as-of dates (spaced by ``training_step_days``) the training set uses.
     # Weekly as-of dates: on CDNOW, 20 of them beat the recency/frequency baseline where 6
-    # monthly ones did not (see the training issue's note).
+    # monthly ones did not (``python -m jobs.ops.retrain --date 1998-02-01``, both settings).
     training_dates: int = Field(default=20, ge=3)
     training_step_days: int = Field(default=7, ge=1)
     seed: int = 42
@@ -211,7 +211,7 @@ class AlertSettings(_Section):
 
 
 class LakehouseSettings(_Section):
-    """Ingestion, features and data contracts (issue 3)."""
+    """Ingestion, features and data contracts."""
 
     # Folder with orders/ and customers/ landing files (CSV or Parquet); empty: bundled CDNOW.
     landing_dir: str = ""

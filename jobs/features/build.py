@@ -39,11 +39,6 @@ from schemas.tables import CUSTOMER_FEATURES, SILVER_CUSTOMERS, SILVER_ORDERS
 # so that scoring reads a large partition with as many tasks as there are cores (Spark
 # splits a file by row group, never inside one).
 ROW_GROUP_BYTES = 16 * 1024 * 1024
-# Data-skipping statistics for the customer id only: a partition is read whole (scoring,
-# training, contracts), so min/max of every feature column (Delta's default: the first 32
-# columns) only cost write time. Applied when the table is created, and once to a table
-# created before it (jobs.platform.lake.ensure_table).
-TABLE_PROPERTIES = {"delta.dataSkippingStatsColumns": "customer_id"}
 # Parquet dictionaries only for the text columns with few values (the profile's
 # categories). Ids and measures have about one value per row: the writer would build a
 # dictionary for every column chunk and then fall back to plain encoding (write time for
@@ -177,7 +172,7 @@ def build_customer_features(
     """Compute and write the ``as_of_date = as_of`` partition (replacing only that partition)."""
     orders, customers, silver_version = _inputs(spark, settings)
     features = compute_customer_features(orders, as_of=as_of, customers=customers)
-    ensure_table(spark, settings, CUSTOMER_FEATURES, properties=TABLE_PROPERTIES)
+    ensure_table(spark, settings, CUSTOMER_FEATURES)
     _write_partitions(settings, features, [as_of])
     version, metrics = last_commit(spark, settings, CUSTOMER_FEATURES)  # no re-read to count
     return FeatureBuildResult(
@@ -224,7 +219,7 @@ def build_feature_backfill(
         features = parts[0]
         for part in parts[1:]:
             features = features.unionByName(part)
-        ensure_table(spark, settings, CUSTOMER_FEATURES, properties=TABLE_PROPERTIES)
+        ensure_table(spark, settings, CUSTOMER_FEATURES)
         _write_partitions(settings, features, todo)
     finally:
         cached.unpersist()

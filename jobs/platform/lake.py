@@ -73,16 +73,17 @@ def ensure_table(
 ) -> DeltaTable:
     """Create the table (empty, with its schema) when it does not exist yet.
 
-    ``properties``: set on creation, and on an existing table that lacks them or has other
-    values (one metadata commit, the first time only), so that a changed setting reaches
-    tables created before it.
+    The spec's properties (``TableSpec.properties``), and ``properties`` on top: set on
+    creation, and on an existing table that lacks them or has other values (one metadata
+    commit, the first time only), so that a changed spec reaches tables created before it.
     """
+    properties = {**spec.properties, **(properties or {})}
     path = table_path(settings, spec)
     schema = spark.createDataFrame([], spec.ddl).schema
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
     if spec.partition_by:
         builder = builder.partitionedBy(*spec.partition_by)
-    for key, value in (properties or {}).items():
+    for key, value in properties.items():
         builder = builder.property(key, value)
     table = builder.execute()
     if properties:

@@ -46,17 +46,6 @@ from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_H
 
 log = logging.getLogger("lakescore.score")
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
-# Data-skipping statistics only where a reader uses them. Delta's default, min/max of the
-# first 32 columns, costs write time, mostly on the text columns: a million history rows
-# appended in 0.7 s with the customer id's statistics only, 1.0 s with all nine columns'
-# (one measurement session). Kept: the customer id (reads of one customer), the score
-# (score ranges) and, in current, the score date that newest_score_date reads from the
-# log. Parquet's own row-group statistics still cover every column.
-HISTORY_PROPERTIES = {"delta.dataSkippingStatsColumns": "customer_id,score"}
-CURRENT_PROPERTIES = {
-    "delta.enableChangeDataFeed": "true",
-    "delta.dataSkippingStatsColumns": "customer_id,score_date,score",
-}
 
 
 class ScoringError(RuntimeError):
@@ -113,8 +102,8 @@ def score_date(
     seconds = {"checks": time.perf_counter() - started}
     champions = {m.model_name: m.version for m in models if m.role == CHAMPION}
 
-    ensure_table(spark, settings, PREDICTIONS_HISTORY, properties=HISTORY_PROPERTIES)
-    ensure_table(spark, settings, PREDICTIONS_CURRENT, properties=CURRENT_PROPERTIES)
+    ensure_table(spark, settings, PREDICTIONS_HISTORY)
+    ensure_table(spark, settings, PREDICTIONS_CURRENT)
     cache_dir = compiled_cache_dir(settings)
     predictors = {
         f"{m.model_name}/{m.role}": "lightgbm"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
-from jobs.features.build import TABLE_PROPERTIES, WRITE_CONF
+from jobs.features.build import WRITE_CONF
 from jobs.platform.lake import ensure_table, table_path
 from jobs.platform.spark import session_conf
 from schemas.features import FEATURES, PROFILE_FEATURES
@@ -48,11 +48,11 @@ def write_feature_partition(
     row_group_bytes: int | None = None,
 ) -> int:
     """(Re)write ``gold.customer_features`` for ``as_of`` in one file, as the feature build
-    writes its table and files (``jobs.features.build.TABLE_PROPERTIES`` and ``WRITE_CONF``, with
+    writes its table and files (the spec's table properties and ``jobs.features.build.WRITE_CONF``, with
     ``row_group_bytes`` Parquet row groups when given); returns the table's new version."""
     frame = synthetic_features(customers=customers, seed=seed, shift=shift)
     frame.insert(1, "as_of_date", as_of)
-    ensure_table(spark, settings, CUSTOMER_FEATURES, properties=TABLE_PROPERTIES)
+    ensure_table(spark, settings, CUSTOMER_FEATURES)
     df = spark.createDataFrame(frame, CUSTOMER_FEATURES.ddl).coalesce(1)
     conf = dict(WRITE_CONF)
     if row_group_bytes is not None:
