@@ -20,3 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     ensure_local_mongo(settings)
     print(sync(get_spark(settings), settings, mode=args.mode, batch_size=args.batch_size))
+
+
+if __name__ == "__main__":
+    main()
