@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from pipelines.alerts import notify_failure
+from pipelines.keys import HISTORY_KEY
 from pipelines.lakehouse.assets import build_lakehouse_assets
 from pipelines.lakehouse.maintenance import silver_maintenance
 from pipelines.models.assets import CHAMPION_MODEL_KEY, build_model_assets
@@ -21,7 +22,7 @@ from pipelines.partitions import score_date_partitions
 from pipelines.reports.assets import build_report_assets
 from pipelines.resources import LakescoreResource
 from pipelines.schedules import build_schedules
-from pipelines.scoring.assets import HISTORY_KEY, build_scoring_assets
+from pipelines.scoring.assets import build_scoring_assets
 from pipelines.sensors import build_retrain_sensor
 from pipelines.serving.assets import build_serving_assets
 from schemas.settings import Settings, get_settings

@@ -18,7 +18,7 @@ from dagster import AssetObservation, OpExecutionContext, Output, job, op
 from jobs.lakehouse import needs_resort, resort_table
 from jobs.platform import table_exists
 from pipelines.alerts import notify_failure
-from pipelines.lakehouse.assets import SILVER_ORDERS_KEY
+from pipelines.keys import SILVER_ORDERS_KEY
 from pipelines.resources import LakescoreResource
 from schemas.tables import SILVER_ORDERS
 

@@ -4,7 +4,6 @@ from typing import Literal
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     Config,
     DailyPartitionsDefinition,
@@ -15,10 +14,8 @@ from dagster import (
 from jobs.platform import ensure_local_mongo
 from jobs.sync import BatchWriteError, SyncError, SyncVerificationError, sync
 from pipelines.errors import permanent_errors
+from pipelines.keys import CURRENT_KEY, MONGO_PREDICTIONS_KEY
 from pipelines.resources import LakescoreResource
-from pipelines.scoring.assets import CURRENT_KEY
-
-MONGO_PREDICTIONS_KEY = AssetKey(["serving", "mongo_predictions"])
 
 
 class SyncConfig(Config):  # type: ignore[misc]
@@ -27,31 +24,33 @@ class SyncConfig(Config):  # type: ignore[misc]
     mode: Literal["auto", "full", "incremental"] = "auto"
 
 
-def build_serving_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
-    @asset(
-        key=MONGO_PREDICTIONS_KEY,
-        deps=[CURRENT_KEY],
-        partitions_def=partitions,
-        group_name="serving",
-        description=(
-            "One document per customer in MongoDB: few changes are upserted/deleted in place, "
-            "most changes are built aside, verified and swapped in atomically. A failed "
-            "verification fails the asset and leaves the watermark where it was."
-        ),
+def mongo_predictions(
+    context: AssetExecutionContext, config: SyncConfig, lakescore: LakescoreResource
+) -> MaterializeResult:
+    settings = lakescore.settings()
+    ensure_local_mongo(settings)
+    # A refusal (no predictions.current, incremental impossible) is permanent; a batch
+    # that failed after its own retries, or a failed verification, may pass next time.
+    with permanent_errors(SyncError, retryable=(BatchWriteError, SyncVerificationError)):
+        result = sync(lakescore.spark(), settings, mode=config.mode)
+    context.log.info(
+        f"synced {settings.mongo.collection} to version {result.delta_version} "
+        f"({result.mode}: {result.reason}); {result.verification.summary()}"
     )
-    def mongo_predictions(
-        context: AssetExecutionContext, config: SyncConfig, lakescore: LakescoreResource
-    ) -> MaterializeResult:
-        settings = lakescore.settings()
-        ensure_local_mongo(settings)
-        # A refusal (no predictions.current, incremental impossible) is permanent; a batch
-        # that failed after its own retries, or a failed verification, may pass next time.
-        with permanent_errors(SyncError, retryable=(BatchWriteError, SyncVerificationError)):
-            result = sync(lakescore.spark(), settings, mode=config.mode)
-        context.log.info(
-            f"synced {settings.mongo.collection} to version {result.delta_version} "
-            f"({result.mode}: {result.reason}); {result.verification.summary()}"
-        )
-        return MaterializeResult(metadata=result.metadata())
+    return MaterializeResult(metadata=result.metadata())
 
-    return [mongo_predictions]
+
+def build_serving_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDefinition]:
+    return [
+        asset(
+            key=MONGO_PREDICTIONS_KEY,
+            deps=[CURRENT_KEY],
+            partitions_def=partitions,
+            group_name="serving",
+            description=(
+                "One document per customer in MongoDB: few changes are upserted/deleted in place, "
+                "most changes are built aside, verified and swapped in atomically. A failed "
+                "verification fails the asset and leaves the watermark where it was."
+            ),
+        )(mongo_predictions)
+    ]

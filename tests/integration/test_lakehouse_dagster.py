@@ -65,15 +65,16 @@ def _checks(result: Any) -> dict[str, Any]:
 
 def _night_keys() -> tuple[list[Any], list[Any]]:
     """The lakehouse assets (ending with the gold features) and what the night runs after them."""
-    from pipelines.lakehouse.assets import (
+    from pipelines.keys import (
         BRONZE_ORDERS_KEY,
+        CURRENT_KEY,
         CUSTOMER_FEATURES_KEY,
+        HISTORY_KEY,
+        MONGO_PREDICTIONS_KEY,
         SILVER_CUSTOMERS_KEY,
         SILVER_ORDERS_KEY,
     )
     from pipelines.models.assets import CHAMPION_MODEL_KEY
-    from pipelines.scoring.assets import CURRENT_KEY, HISTORY_KEY
-    from pipelines.serving.assets import MONGO_PREDICTIONS_KEY
 
     lakehouse = [BRONZE_ORDERS_KEY, SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY, CUSTOMER_FEATURES_KEY]
     return lakehouse, [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]

@@ -76,7 +76,7 @@ def failure_message(result: Any, step: str) -> str:
 
 
 def test_scoring_without_a_champion_fails_once(spark: Any, empty_settings: Settings) -> None:
-    from pipelines.scoring.assets import CURRENT_KEY, HISTORY_KEY
+    from pipelines.keys import CURRENT_KEY, HISTORY_KEY
 
     assert empty_settings.schedule.step_retries == 2
     result = run_nightly(empty_settings, [HISTORY_KEY, CURRENT_KEY])
@@ -90,7 +90,7 @@ def test_scoring_without_a_champion_fails_once(spark: Any, empty_settings: Setti
 
 
 def test_sync_without_predictions_fails_once(spark: Any, empty_settings: Settings) -> None:
-    from pipelines.serving.assets import MONGO_PREDICTIONS_KEY
+    from pipelines.keys import MONGO_PREDICTIONS_KEY
 
     result = run_nightly(empty_settings, [MONGO_PREDICTIONS_KEY])
     assert not result.success

@@ -26,8 +26,9 @@ def test_drifted_night_blocks_the_sync(spark: Any, settings: Settings, tmp_path:
         materialize,
     )
 
+    from pipelines.keys import CURRENT_KEY
     from pipelines.resources import LakescoreResource
-    from pipelines.scoring.assets import CURRENT_KEY, build_scoring_assets
+    from pipelines.scoring.assets import build_scoring_assets
 
     s = isolated(settings, tmp_path)
     register_tiny_model(s, trees=10)

@@ -9,9 +9,10 @@ from dagster import materialize
 from pyspark.sql import SparkSession
 
 from jobs.sync.run import synced_version
+from pipelines.keys import MONGO_PREDICTIONS_KEY
 from pipelines.partitions import score_date_partitions
 from pipelines.resources import LakescoreResource
-from pipelines.serving.assets import MONGO_PREDICTIONS_KEY, build_serving_assets
+from pipelines.serving.assets import build_serving_assets
 from schemas.settings import Settings, get_settings
 from tests.integration.test_sync import (
     MODEL,
