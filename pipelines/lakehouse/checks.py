@@ -60,6 +60,47 @@ def check_result(result: ContractResult, **extra: Any) -> AssetCheckResult:
     )
 
 
+def silver_contract(
+    lakescore: LakescoreResource, *, spec: TableSpec, contract: contracts.Contract
+) -> AssetCheckResult:
+    """The contract on a whole silver table (passes while the table has no data yet)."""
+    settings = lakescore.settings()
+    spark = lakescore.spark()
+    if not table_exists(spark, settings, spec):
+        return AssetCheckResult(passed=True, description=f"{spec.name} has no data yet")
+    frame = read_table(spark, settings, spec)
+    return check_result(
+        check_contract(frame, contract=contract, docs_dir=docs_dir(settings, contract))
+    )
+
+
+def customer_features_contract(
+    context: AssetCheckExecutionContext, lakescore: LakescoreResource
+) -> AssetCheckResult:
+    """The contract on the night's feature partition, row-count change included."""
+    settings = lakescore.settings()
+    spark = lakescore.spark()
+    as_of = partition_date(_partition_key(context))
+    frame = read_table(spark, settings, CUSTOMER_FEATURES).where(
+        F.col("as_of_date") == F.lit(as_of)
+    )
+    previous = previous_partition_rows(spark, settings, as_of=as_of)
+    contract = contracts.GOLD_CUSTOMER_FEATURES
+    result = check_contract(
+        frame,
+        contract=contract,
+        previous_rows=previous[1] if previous else None,
+        max_row_count_change=settings.lakehouse.max_row_count_change,
+        docs_dir=docs_dir(settings, contract),
+    )
+    return check_result(
+        result,
+        partition=as_of.isoformat(),
+        previous_partition=previous[0].isoformat() if previous else None,
+        previous_rows=previous[1] if previous else None,
+    )
+
+
 def _silver_check(
     key: AssetKey, spec: TableSpec, contract: contracts.Contract
 ) -> AssetChecksDefinition:
@@ -70,14 +111,7 @@ def _silver_check(
         description=f"Great Expectations contract on {spec.name} (whole table).",
     )
     def _check(lakescore: LakescoreResource) -> AssetCheckResult:
-        settings = lakescore.settings()
-        spark = lakescore.spark()
-        if not table_exists(spark, settings, spec):
-            return AssetCheckResult(passed=True, description=f"{spec.name} has no data yet")
-        frame = read_table(spark, settings, spec)
-        return check_result(
-            check_contract(frame, contract=contract, docs_dir=docs_dir(settings, contract))
-        )
+        return silver_contract(lakescore, spec=spec, contract=contract)
 
     return _check
 
@@ -85,41 +119,16 @@ def _silver_check(
 def build_contract_checks(
     *, silver_orders: AssetKey, silver_customers: AssetKey, features: AssetKey
 ) -> list[AssetChecksDefinition]:
-    @asset_check(
+    features_check = asset_check(
         asset=features,
         blocking=True,
         description="Great Expectations contract on the night's feature partition: keys, "
         "ranges, categories, columns, and the row-count change against the previous partition.",
-    )
-    def customer_features_contract(
-        context: AssetCheckExecutionContext, lakescore: LakescoreResource
-    ) -> AssetCheckResult:
-        settings = lakescore.settings()
-        spark = lakescore.spark()
-        as_of = partition_date(_partition_key(context))
-        frame = read_table(spark, settings, CUSTOMER_FEATURES).where(
-            F.col("as_of_date") == F.lit(as_of)
-        )
-        previous = previous_partition_rows(spark, settings, as_of=as_of)
-        contract = contracts.GOLD_CUSTOMER_FEATURES
-        result = check_contract(
-            frame,
-            contract=contract,
-            previous_rows=previous[1] if previous else None,
-            max_row_count_change=settings.lakehouse.max_row_count_change,
-            docs_dir=docs_dir(settings, contract),
-        )
-        return check_result(
-            result,
-            partition=as_of.isoformat(),
-            previous_partition=previous[0].isoformat() if previous else None,
-            previous_rows=previous[1] if previous else None,
-        )
-
+    )(customer_features_contract)
     return [
         _silver_check(silver_orders, SILVER_ORDERS, contracts.SILVER_ORDERS),
         _silver_check(silver_customers, SILVER_CUSTOMERS, contracts.SILVER_CUSTOMERS),
-        customer_features_contract,
+        features_check,
     ]
 
 
