@@ -41,6 +41,11 @@ class SparkSettings(_Section):
     driver_memory: str = "4g"
     ui_enabled: bool = False
     extra_conf: dict[str, str] = Field(default_factory=dict)
+    # The Delta jars, copied here once by the setup step (``python -m jobs.platform.spark``)
+    # and passed as ``spark.jars``, so no session resolves packages. Empty: the running
+    # environment's ``share/lakescore/jars``. Without a complete folder, Spark's resolver
+    # fetches them (Maven Central, then its Ivy cache).
+    jars_dir: str = ""
 
 
 class LakeSettings(_Section):

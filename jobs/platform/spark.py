@@ -1,20 +1,32 @@
 """One way to open a Delta-enabled Spark session, local or on a cluster.
 
-The Delta jars are resolved by Spark's own package resolver (Ivy) from Maven
-Central on first use and reused offline afterwards; ``python -m jobs.platform.spark``
-does that once during setup.
+The Delta jars are resolved once, in the setup step (``python -m jobs.platform.spark``):
+Spark's package resolver (Ivy) fetches them from Maven Central, then they are copied
+into the jars folder (``spark.jars_dir``) with a manifest naming the delta-spark version.
+Every later session passes that folder's jars as ``spark.jars`` and resolves nothing:
+no resolution output, no network. A folder that is missing, incomplete or for another
+delta-spark version is ignored, and the session resolves the packages as at setup.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import logging
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
 from schemas.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
 
 _DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -52,9 +64,61 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
     )
     for key, value in {**_DELTA_CONF, **settings.spark.extra_conf}.items():
         builder = builder.config(key, value)
-    spark = configure_spark_with_delta_pip(builder).getOrCreate()
+    jars = installed_jars(settings)
+    if jars:
+        builder = builder.config("spark.jars", ",".join(str(j) for j in jars))
+    else:
+        builder = configure_spark_with_delta_pip(builder)
+    spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def jars_dir(settings: Settings) -> Path:
+    return Path(settings.spark.jars_dir or Path(sys.prefix) / "share" / "lakescore" / "jars")
+
+
+def _delta_version() -> str:
+    return importlib.metadata.version("delta-spark")
+
+
+def installed_jars(settings: Settings) -> list[Path]:
+    """The jars folder's jars when its manifest matches this delta-spark, else ``[]``."""
+    folder = jars_dir(settings)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return []
+    jars = [folder / name for name in manifest.get("jars", [])]
+    if manifest.get("delta_spark") != _delta_version() or not jars:
+        log.info(
+            "jars in %s are for delta-spark %s: resolving", folder, manifest.get("delta_spark")
+        )
+        return []
+    if not all(j.is_file() for j in jars):
+        log.info("jars in %s are incomplete: resolving", folder)
+        return []
+    return jars
+
+
+def install_jars(spark: SparkSession, settings: Settings) -> list[Path]:
+    """Copy the session's resolved jars into the jars folder and write its manifest last
+    (a copy cut short leaves no manifest, so no session uses a partial folder)."""
+    folder = jars_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MANIFEST).unlink(missing_ok=True)
+    sources = [
+        Path(urlparse(uri).path)
+        for uri in spark.sparkContext.getConf().get("spark.jars", "").split(",")
+        if uri
+    ]
+    if not sources:
+        raise RuntimeError("the Spark session resolved no jars: is delta-spark installed?")
+    for source in sources:
+        shutil.copy2(source, folder / source.name)
+    manifest = {"delta_spark": _delta_version(), "jars": [s.name for s in sources]}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return [folder / s.name for s in sources]
 
 
 @contextmanager
@@ -75,14 +139,22 @@ def session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
 
 
 def main() -> None:
-    """Resolve the Delta jars (setup step) by opening one Delta session and writing a table."""
+    """The setup step: resolve the Delta jars once, copy them into the jars folder, and
+    check them by writing and reading a Delta table."""
     import tempfile
 
-    spark = get_spark()
+    settings = get_settings()
+    jars = installed_jars(settings)
+    spark = get_spark(settings)
+    if not jars:
+        jars = install_jars(spark, settings)
     with tempfile.TemporaryDirectory() as tmp:
         spark.range(3).write.format("delta").save(f"{tmp}/warmup")
         n = spark.read.format("delta").load(f"{tmp}/warmup").count()
-    print(f"Delta Lake ready (Spark {spark.version}, wrote and read {n} rows)")
+    print(
+        f"Delta Lake ready (Spark {spark.version}, {len(jars)} jars in {jars_dir(settings)}, "
+        f"wrote and read {n} rows)"
+    )
     spark.stop()
 
 
