@@ -20,10 +20,25 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.monitoring.psi import population_stability_index
-from jobs.platform import read_table, table_exists
+from jobs.platform import read_table, table_exists, table_version
 from schemas.features import FEATURE_NAMES
 from schemas.settings import Settings
-from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_HISTORY
+from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+
+# The sync's figures the report shows, in this order, with their labels.
+SYNC_ROWS = {
+    "mode": "mode",
+    "reason": "why this mode",
+    "documents": "documents in the collection",
+    "upserted": "documents written",
+    "deleted": "documents deleted",
+    "verification": "verification",
+    "verified_sample": "documents compared with Delta",
+    "mismatches": "mismatches",
+    "delta_version": "synced version of predictions.current",
+    "lag_versions": "versions of predictions.current not yet synced",
+    "seconds": "seconds",
+}
 
 
 @dataclass(kw_only=True)
@@ -53,6 +68,11 @@ def build_night_report(
     score_date: dt.date,
     sync: dict[str, Any] | None = None,
 ) -> NightReport:
+    """Write the night's report. ``sync``: the night's sync figures (``SyncResult.metadata``);
+    the report adds the lag, versions of ``predictions.current`` committed since."""
+    if sync is not None and "delta_version" in sync:
+        latest = table_version(spark, settings, PREDICTIONS_CURRENT)
+        sync = {**sync, "lag_versions": latest - int(sync["delta_version"])}
     history = read_table(spark, settings, PREDICTIONS_HISTORY).where(
         F.col("model_name") == settings.model.name
     )
@@ -219,9 +239,12 @@ def _render(
         parts.append("<h2>Champion vs challenger</h2><p>No challenger was scored this night.</p>")
     if sync:
         rows = "".join(
-            f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-            for k, v in sync.items()
+            f"<tr><td>{html.escape(label)}</td><td>{html.escape(str(sync[key]))}</td></tr>"
+            for key, label in SYNC_ROWS.items()
+            if key in sync
         )
-        parts.append(f"<h2>Sync verification</h2><table>{rows}</table>")
+        parts.append(f"<h2>Sync</h2><table>{rows}</table>")
+    else:
+        parts.append("<h2>Sync</h2><p>No sync of this score date was recorded.</p>")
     style = "body{font-family:sans-serif;max-width:900px;margin:2em auto}td{padding:2px 12px}"
     return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(parts)}</body></html>"

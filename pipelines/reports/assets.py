@@ -1,7 +1,10 @@
 """The nightly HTML report, written next to the run's data and linked from the Dagster UI."""
 
+from typing import Any
+
 from dagster import (
     AssetExecutionContext,
+    AssetRecordsFilter,
     AssetsDefinition,
     DailyPartitionsDefinition,
     MaterializeResult,
@@ -15,10 +18,30 @@ from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 
 
+def night_sync(context: AssetExecutionContext) -> dict[str, Any] | None:
+    """The metadata of this partition's latest serving sync, as its asset recorded it."""
+    result = context.instance.fetch_materializations(
+        AssetRecordsFilter(
+            asset_key=MONGO_PREDICTIONS_KEY, asset_partitions=[context.partition_key]
+        ),
+        limit=1,
+    )
+    if not result.records:
+        return None
+    materialization = result.records[0].asset_materialization
+    if materialization is None:
+        return None
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
 def night_report(context: AssetExecutionContext, lakescore: LakescoreResource) -> MaterializeResult:
+    """Write the night's HTML report (its sync section from the serving asset's record)."""
     settings = lakescore.settings()
     report = build_night_report(
-        lakescore.spark(), settings, score_date=partition_date(context.partition_key)
+        lakescore.spark(),
+        settings,
+        score_date=partition_date(context.partition_key),
+        sync=night_sync(context),
     )
     top_drift = sorted(report.feature_psi.items(), key=lambda kv: -kv[1])[:5]
     return MaterializeResult(

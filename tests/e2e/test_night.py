@@ -115,10 +115,34 @@ def test_the_night_report_is_written_and_linked(settings: Settings, night: Any) 
     path = Path(metadata["report"].value)  # type: ignore[arg-type]
     assert path == Path(settings.data_dir) / "reports" / SCORE_DATE.isoformat() / "nightly.html"
     page = path.read_text()
-    for section in ("Coverage", "Score distribution", "Feature drift", "Champion vs challenger"):
+    for section in (
+        "Coverage",
+        "Score distribution",
+        "Feature drift",
+        "Champion vs challenger",
+        "Sync",
+    ):
         assert f"<h2>{section}</h2>" in page
     assert "data:image/png;base64," in page
     assert metadata["coverage"].value == 1.0
+
+
+def test_the_night_report_shows_the_sync_that_mongo_holds(settings: Settings, night: Any) -> None:
+    [materialization] = [
+        m
+        for m in night.get_asset_materialization_events()
+        if m.asset_key is not None and m.asset_key.to_user_string() == "reports/nightly"
+    ]
+    page = Path(materialization.materialization.metadata["report"].value).read_text()  # type: ignore[arg-type]
+    section = page.split("<h2>Sync</h2>", 1)[1]
+    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
+    try:
+        documents = client[settings.mongo.database][settings.mongo.collection].count_documents({})
+    finally:
+        client.close()
+    assert f"<td>documents in the collection</td><td>{documents}</td>" in section
+    assert "<td>versions of predictions.current not yet synced</td><td>0</td>" in section
+    assert "<td>mismatches</td><td>0</td>" in section
 
 
 def test_the_history_asset_shows_a_score_histogram(night: Any) -> None:
