@@ -1,8 +1,10 @@
-"""``lakescore status``: last runs, the current champion, and how far MongoDB lags Delta."""
+"""``lakescore status``: last runs, the current champion, and how far MongoDB lags Delta.
+
+Read-only and Spark-free: the Dagster instance, the MLflow client, the Delta log through
+delta-rs, and the sync watermark in MongoDB.
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -55,26 +57,29 @@ def _models_table(settings: Settings) -> Table:
     return table
 
 
-def _sync_table(settings: Settings) -> Table:
-    from jobs.platform import get_spark, table_exists, table_version
+def sync_lag(settings: Settings) -> tuple[int | None, int | str | None, int | None]:
+    """``(predictions.current version, synced version, lag in versions)``; the synced
+    version is a message when the store is unreachable, the lag None when either is unknown."""
+    from jobs.platform import log_version
     from jobs.sync import synced_version
     from schemas.tables import PREDICTIONS_CURRENT
 
+    current = log_version(settings, PREDICTIONS_CURRENT)  # delta-rs: no Spark session
+    synced: int | str | None
+    try:
+        synced = synced_version(settings)
+    except Exception as exc:  # the store may be down: status must still print
+        synced = f"unreachable ({type(exc).__name__})"
+    lag = current - synced if isinstance(current, int) and isinstance(synced, int) else None
+    return current, synced, lag
+
+
+def _sync_table(settings: Settings) -> Table:
     table = Table(title="serving store")
     for col in ("predictions.current version", "synced version", "lag (versions)"):
         table.add_column(col)
-    spark = get_spark(settings)
-    current: Any = (
-        table_version(spark, settings, PREDICTIONS_CURRENT)
-        if table_exists(spark, settings, PREDICTIONS_CURRENT)
-        else None
-    )
-    try:
-        synced: Any = synced_version(settings)
-    except Exception as exc:  # the store may be down: status must still print
-        synced = f"unreachable ({type(exc).__name__})"
-    lag = current - synced if isinstance(current, int) and isinstance(synced, int) else "-"
-    table.add_row(str(current), str(synced), str(lag))
+    current, synced, lag = sync_lag(settings)
+    table.add_row(str(current), str(synced), "-" if lag is None else str(lag))
     return table
 
 

@@ -37,6 +37,18 @@ def table_version(spark: SparkSession, settings: Settings, spec: TableSpec) -> i
     return int(history.select("version").first()[0])  # type: ignore[index]
 
 
+def log_version(settings: Settings, spec: TableSpec) -> int | None:
+    """The table's latest version read from its Delta log by delta-rs, without Spark; None
+    when the table does not exist."""
+    from deltalake import DeltaTable as RustDeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        return int(RustDeltaTable(table_path(settings, spec)).version())
+    except TableNotFoundError:
+        return None
+
+
 def file_statistics(settings: Settings, spec: TableSpec) -> list[dict[str, Any]] | None:
     """One dict per data file of the latest version: ``path``, ``num_records``,
     ``partition.<column>``, ``min.<column>`` / ``max.<column>``, read from the Delta log by

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +177,31 @@ def test_the_champion_asset_links_its_mlflow_run(settings: Settings, night: Any)
     url = str(metadata["mlflow_run"].value)
     assert url.startswith("http://127.0.0.1:5000/#/experiments/")
     assert url.endswith(f"/runs/{run_id}")
+
+
+def test_status_reads_the_night_without_starting_spark(
+    spark: Any, settings: Settings, night: Any, test_env: dict[str, str]
+) -> None:
+    code = (
+        "from rich.console import Console; from cli.status import show_status, sync_lag;"
+        "from schemas.settings import get_settings;"
+        "show_status(get_settings(), console=Console(width=200));"
+        "print('lag:', sync_lag(get_settings()));"
+        "from pyspark import SparkContext;"
+        "print('spark started:', SparkContext._active_spark_context is not None)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, **test_env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    assert "spark started: False" in out
+    latest = spark.sql(
+        f"DESCRIBE HISTORY delta.`{table_path(settings, PREDICTIONS_CURRENT)}` LIMIT 1"
+    ).first()["version"]
+    assert f"lag: ({latest}, {latest}, 0)" in out
+    assert "last Dagster runs" in out and "nightly" in out
