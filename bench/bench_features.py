@@ -45,8 +45,8 @@ def prepare(*, customers: int, workdir: Path) -> Lake:
     """Generate landing files and ingest them into a fresh lake under ``workdir``."""
     os.environ["LAKESCORE_LAKE__ROOT"] = str(workdir / "lake")
     os.environ["LAKESCORE_DATA_DIR"] = str(workdir / "data")
-    from jobs.lakehouse.synthetic import generate
     from jobs.lakehouse.ingest import ingest_landing
+    from jobs.lakehouse.synthetic import generate
     from jobs.platform.spark import get_spark
     from schemas.settings import get_settings
 

@@ -13,10 +13,10 @@ from dagster import (
 )
 
 from pipelines.alerts import notify_failure
-from pipelines.keys import HISTORY_KEY
+from pipelines.keys import CHAMPION_MODEL_KEY, HISTORY_KEY
 from pipelines.lakehouse.assets import build_lakehouse_assets
 from pipelines.lakehouse.maintenance import silver_maintenance
-from pipelines.models.assets import CHAMPION_MODEL_KEY, build_model_assets
+from pipelines.models.assets import build_model_assets
 from pipelines.monitoring.assets import build_monitoring_assets
 from pipelines.partitions import score_date_partitions
 from pipelines.reports.assets import build_report_assets

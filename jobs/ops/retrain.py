@@ -60,24 +60,20 @@ def retrain(
     definitions = (
         [find_definition(settings, n) for n in models] if models else model_definitions(settings)
     )
+    results = [
+        train_model(spark, settings, score_date=score_date, definition=definition)
+        for definition in definitions
+    ]
+    if coldstart:
+        results.append(train_coldstart(spark, settings, score_date=score_date))
     lines: list[str] = []
-    for definition in definitions:
-        result = train_model(spark, settings, score_date=score_date, definition=definition)
+    for result in results:
         lines += summary_lines(
             f"{result.model_name} v{result.version}",
             result.metrics,
             result.baselines,
             result.decision.verdict,
             result.decision.reason,
-        )
-    if coldstart:
-        cold = train_coldstart(spark, settings, score_date=score_date)
-        lines += summary_lines(
-            f"{cold.model_name} v{cold.version}",
-            cold.metrics,
-            cold.baselines,
-            cold.decision.verdict,
-            cold.decision.reason,
         )
     return lines
 

@@ -22,6 +22,7 @@ HEADLINE_METRICS: dict[ModelTask, tuple[str, str]] = {
     "binary": ("roc_auc", "lift_top_decile"),
     "regression": ("rmse", "gini"),
 }
+_NAN_FILL: dict[ModelTask, float] = {"binary": 0.5, "regression": 0.0}
 
 
 def task_metrics(task: ModelTask, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
@@ -29,6 +30,12 @@ def task_metrics(task: ModelTask, y_true: np.ndarray, scores: np.ndarray) -> dic
     if task == "regression":
         return regression_metrics(y_true, scores)
     return binary_metrics(y_true, scores)
+
+
+def filled_metrics(task: ModelTask, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """``task_metrics`` of a model's predictions, NaN ones filled: NaN predictions are
+    validation's to refuse, and the metrics stay computable meanwhile."""
+    return task_metrics(task, y_true, np.nan_to_num(scores, nan=_NAN_FILL[task]))
 
 
 def baseline_scores(frame: pd.DataFrame, *, prior: float) -> dict[str, np.ndarray]:
@@ -45,17 +52,20 @@ def regression_baseline_scores(
     return {"prior": np.full(len(frame), prior), "monetary_365d": np.nan_to_num(pace, nan=0.0)}
 
 
-def baseline_metrics(
+def task_baseline_scores(
     holdout: pd.DataFrame, *, prior: float, task: ModelTask = "binary", horizon_days: int = 30
+) -> dict[str, np.ndarray]:
+    """The baselines of a model on customer features, by task, scored on ``holdout``."""
+    if task == "regression":
+        return regression_baseline_scores(holdout, prior=prior, horizon_days=horizon_days)
+    return baseline_scores(holdout, prior=prior)
+
+
+def baseline_metrics(
+    task: ModelTask, y_true: np.ndarray, scores: dict[str, np.ndarray]
 ) -> dict[str, dict[str, float]]:
     """Metrics of each baseline on exactly the holdout rows the candidate is judged on."""
-    y = holdout["label"].to_numpy(float)
-    scores = (
-        regression_baseline_scores(holdout, prior=prior, horizon_days=horizon_days)
-        if task == "regression"
-        else baseline_scores(holdout, prior=prior)
-    )
-    return {name: task_metrics(task, y, s) for name, s in scores.items()}
+    return {name: task_metrics(task, y_true, s) for name, s in scores.items()}
 
 
 def feature_importance(booster: lgb.Booster) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""One MLflow run per candidate: params, metrics, plots, lineage, and the registered model."""
+"""One MLflow run per candidate: params, metrics, plots, lineage, the candidate's own
+artifacts, and the registered model."""
 
 from __future__ import annotations
 
@@ -70,6 +71,7 @@ def log_candidate_run(
                 "score_date": score_date.isoformat(),
                 "best_iteration": candidate.booster.current_iteration(),
                 "task": definition.task,
+                "features": ",".join(features),
                 **_TASK_PARAMS[definition.task],
             }
         )
@@ -98,11 +100,13 @@ def log_candidate_run(
                 calibration_plot_png(y_hold, candidate.scores, title=f"{definition.name} holdout")
             )
             mlflow.log_artifact(str(png), "evaluation")
+        for path, text in candidate.artifacts.items():
+            mlflow.log_text(text, path)
         info = mlflow.lightgbm.log_model(
             candidate.booster,
             name="model",
             signature=candidate.signature,
-            input_example=candidate.holdout[features].head(3).astype("float64"),
+            input_example=candidate.inputs.head(3).astype("float64"),
             registered_model_name=definition.name,
         )
         version = str(info.registered_model_version)

@@ -11,14 +11,17 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import functions as F
 
 from api.coldstart import fetch
 from jobs.lakehouse.ingest import cdnow_path, ingest_orders
-from jobs.platform.registry import CHAMPION, configure_mlflow, version_by_alias
+from jobs.platform.lake import read_table
+from jobs.platform.registry import CHALLENGER, CHAMPION, configure_mlflow, version_by_alias
 from jobs.training.coldstart import ColdStartResult, train_coldstart
 from jobs.training.coldstart_data import encode_frame
 from schemas.coldstart import CATEGORICAL, COLDSTART_SUFFIX, FEATURE_ORDER, ColdStartContext, encode
 from schemas.settings import Settings
+from schemas.tables import GATE_DECISIONS
 
 pytestmark = pytest.mark.integration
 
@@ -143,3 +146,45 @@ def test_request_time_features_are_point_in_time_and_use_the_profile(spark: Any)
     assert (a.days_since_signup, a.first_order_amount, a.first_order_items) == (33.0, 30.0, 2.0)
     assert (a.country, a.channel, a.device, a.label) == ("DE", "web", "ios", 1)
     assert (b.days_since_signup, b.first_order_amount, b.label) == (4.0, None, 1)
+
+
+@pytest.fixture(scope="module")
+def retrained(spark: Any, small: Settings, trained: ColdStartResult) -> ColdStartResult:
+    """The same training again: the champion (``trained``) is scored through its own spec."""
+    return train_coldstart(spark, small, score_date=SCORE_DATE)
+
+
+def test_the_run_is_validated_logged_and_recorded_like_every_model(
+    spark: Any, small: Settings, trained: ColdStartResult
+) -> None:
+    client = configure_mlflow(small)
+    assert client.get_model_version(NAME, trained.version).tags["validation"] == "passed"
+    run = client.get_run(trained.run_id)
+    assert run.data.tags["gate.verdict"] == "promote"
+    assert run.data.params["features"] == ",".join(FEATURE_ORDER)
+    assert run.data.metrics["baseline_prior_roc_auc"] == pytest.approx(
+        trained.baselines["prior"]["roc_auc"]
+    )
+    listed = {f.path for f in client.list_artifacts(trained.run_id, "coldstart")}
+    assert listed == {"coldstart/model.txt", "coldstart/spec.json"}
+    row = (
+        read_table(spark, small, GATE_DECISIONS)
+        .where((F.col("model_name") == NAME) & (F.col("candidate_version") == trained.version))
+        .collect()
+    )
+    assert [(r.verdict, r.champion_version) for r in row] == [("promote", None)]
+    assert row[0].baseline_prior_roc_auc == pytest.approx(trained.baselines["prior"]["roc_auc"])
+
+
+def test_a_retrained_twin_is_judged_against_the_champion_on_its_own_encoding(
+    small: Settings, trained: ColdStartResult, retrained: ColdStartResult
+) -> None:
+    assert retrained.champion_version == trained.version
+    assert retrained.champion_metrics == trained.metrics  # same rows, data and seed
+    assert retrained.decision.verdict == "reject"  # a tie keeps the champion
+    client = configure_mlflow(small)
+    aliases = [version_by_alias(client, model_name=NAME, alias=a) for a in (CHAMPION, CHALLENGER)]
+    assert [None if mv is None else str(mv.version) for mv in aliases] == [
+        trained.version,
+        retrained.version,
+    ]

@@ -67,6 +67,7 @@ def _night_keys() -> tuple[list[Any], list[Any]]:
     """The lakehouse assets (ending with the gold features) and what the night runs after them."""
     from pipelines.keys import (
         BRONZE_ORDERS_KEY,
+        CHAMPION_MODEL_KEY,
         CURRENT_KEY,
         CUSTOMER_FEATURES_KEY,
         HISTORY_KEY,
@@ -74,7 +75,6 @@ def _night_keys() -> tuple[list[Any], list[Any]]:
         SILVER_CUSTOMERS_KEY,
         SILVER_ORDERS_KEY,
     )
-    from pipelines.models.assets import CHAMPION_MODEL_KEY
 
     lakehouse = [BRONZE_ORDERS_KEY, SILVER_ORDERS_KEY, SILVER_CUSTOMERS_KEY, CUSTOMER_FEATURES_KEY]
     return lakehouse, [CHAMPION_MODEL_KEY, HISTORY_KEY, CURRENT_KEY, MONGO_PREDICTIONS_KEY]

@@ -27,7 +27,8 @@ from jobs.platform.registry import (
     load_booster,
     version_by_alias,
 )
-from jobs.training.train import TrainResult, fit_candidate, gate_and_register
+from jobs.training.pipeline import TrainResult, evaluate_and_register
+from jobs.training.train import fit_candidate
 from jobs.training.trainset import TrainingData, load_training_data
 from schemas.features import FEATURE_NAMES
 from schemas.models import ModelDefinition
@@ -67,8 +68,13 @@ def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def gate(candidate: Any) -> TrainResult:
-        return gate_and_register(
-            spark, small, candidate=candidate, data=data, score_date=SCORE_DATE
+        return evaluate_and_register(
+            spark,
+            small,
+            candidate=candidate,
+            score_date=SCORE_DATE,
+            as_of_dates=data.as_of_dates,
+            lineage=data.lineage,
         )
 
     def alias(name: str) -> str | None:

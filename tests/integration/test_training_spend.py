@@ -17,7 +17,8 @@ from pyspark.sql import functions as F
 from jobs.lakehouse.ingest import cdnow_path, ingest_orders
 from jobs.platform.lake import read_table
 from jobs.platform.registry import CHALLENGER, CHAMPION, configure_mlflow, version_by_alias
-from jobs.training.train import fit_candidate, gate_and_register
+from jobs.training.pipeline import TrainResult, evaluate_and_register
+from jobs.training.train import fit_candidate
 from jobs.training.trainset import TrainingData, load_training_data
 from schemas.models import ModelDefinition
 from schemas.settings import Settings
@@ -61,14 +62,21 @@ def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
         ]
         return tuple(None if mv is None else str(mv.version) for mv in found)
 
+    def gate(candidate: Any) -> TrainResult:
+        return evaluate_and_register(
+            spark,
+            small,
+            candidate=candidate,
+            score_date=SCORE_DATE,
+            as_of_dates=data.as_of_dates,
+            lineage=data.lineage,
+        )
+
     out: dict[str, Any] = {}
     out["c1"] = fit_candidate(data, definition=SPEND, settings=small)
-    out["r1"] = gate_and_register(
-        spark, small, candidate=out["c1"], data=data, score_date=SCORE_DATE
-    )
+    out["r1"] = gate(out["c1"])
     out["aliases_after_r1"] = aliases()
-    weak = fit_candidate(data, definition=WEAK, settings=small)
-    out["rw"] = gate_and_register(spark, small, candidate=weak, data=data, score_date=SCORE_DATE)
+    out["rw"] = gate(fit_candidate(data, definition=WEAK, settings=small))
     out["aliases_after_rw"] = aliases()
     return out
 
