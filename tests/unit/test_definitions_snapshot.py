@@ -1,5 +1,5 @@
 """The Dagster definitions keep the asset keys, dependencies, checks, jobs, schedules and
-sensors recorded in ``data/definitions_snapshot.json``; a change to the graph updates the
+sensors recorded in ``snapshots/definitions.json``; a change to the graph updates the
 snapshot in the same commit, on purpose."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from schemas.settings import Settings
 
 pytestmark = pytest.mark.unit
 
-SNAPSHOT = Path(__file__).parent / "data" / "definitions_snapshot.json"
+SNAPSHOT = Path(__file__).parent / "snapshots" / "definitions.json"
 
 
 def snapshot(defs: Definitions) -> dict[str, Any]:
