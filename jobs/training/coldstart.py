@@ -26,7 +26,16 @@ from jobs.training.candidate import Candidate, Champion, IncompatibleChampionErr
 from jobs.training.coldstart_data import build_spec, coldstart_rows, encode_frame
 from jobs.training.pipeline import TrainResult, evaluate_and_register
 from jobs.training.train import fit_booster, lgb_params
-from jobs.training.trainset import Lineage, TrainingData, training_as_of_dates
+from jobs.training.trainset import (
+    Lineage,
+    TrainingData,
+    check_periods,
+    customers_before,
+    first_order_dates,
+    sample_rows,
+    to_frame,
+    training_split,
+)
 from schemas.coldstart import (
     CATEGORICAL,
     COLDSTART_ARTIFACT_DIR,
@@ -65,12 +74,6 @@ def load_coldstart_data(
 ) -> TrainingData:
     """Request-time features and labels at the training as-of dates, with the tables read."""
     cfg = settings.model
-    dates = training_as_of_dates(
-        score_date,
-        horizon_days=cfg.horizon_days,
-        n_dates=cfg.training_dates,
-        step_days=cfg.training_step_days,
-    )
     version = table_version(spark, settings, SILVER_ORDERS)
     orders = read_table(spark, settings, SILVER_ORDERS, version=version)
     lineage = [
@@ -82,28 +85,40 @@ def load_coldstart_data(
         )
     ]
     customers = None
+    profiles = 0
     if table_exists(spark, settings, SILVER_CUSTOMERS):
         c_version = table_version(spark, settings, SILVER_CUSTOMERS)
         customers = read_table(spark, settings, SILVER_CUSTOMERS, version=c_version)
+        profiles = customers.count()
         lineage.append(
             Lineage(
                 table=SILVER_CUSTOMERS.name,
                 path=table_path(settings, SILVER_CUSTOMERS),
                 version=c_version,
-                rows=customers.count(),
+                rows=profiles,
             )
         )
+    firsts = first_order_dates(orders)
+    split = training_split(
+        score_date,
+        horizon_days=cfg.horizon_days,
+        n_dates=cfg.training_dates,
+        step_days=cfg.training_step_days,
+        first_order_date=min(firsts, default=None),
+        allow_fewer=cfg.allow_fewer_training_dates,
+    )
     horizon = cfg.horizon_days
-    parts = [coldstart_rows(orders, customers, as_of=d, horizon_days=horizon) for d in dates]
+    parts = [coldstart_rows(orders, customers, as_of=d, horizon_days=horizon) for d in split.dates]
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    frame: pd.DataFrame = union.toPandas()
-    frame["as_of_date"] = pd.to_datetime(frame["as_of_date"]).dt.date
-    frame = frame.sort_values(["as_of_date", "customer_id"], kind="stable").reset_index(drop=True)
-    data = TrainingData(frame=frame, as_of_dates=dates, lineage=lineage)
-    if any(data.period(role).empty for role in ("train", "validation", "holdout")):
-        raise ValueError(f"not enough history before {score_date} for a cold-start model")
+    # A row per customer with an order or a profile before the date: at most both counts.
+    bound = sum(customers_before(firsts, d) + profiles for d in split.dates)
+    sampled, sample = sample_rows(
+        union, row_bound=bound, max_rows=cfg.max_training_rows, seed=cfg.seed
+    )
+    data = TrainingData(frame=to_frame(sampled), split=split, sample=sample, lineage=lineage)
+    check_periods(data, what="a cold-start model")
     return data
 
 
@@ -155,9 +170,7 @@ def train_coldstart(
         spark,
         settings,
         candidate=candidate,
-        score_date=score_date,
-        as_of_dates=data.as_of_dates,
-        lineage=data.lineage,
+        data=data,
     )
     shared = {f.name: getattr(result, f.name) for f in fields(result)}
     return ColdStartResult(**shared, spec=spec)

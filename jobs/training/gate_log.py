@@ -42,6 +42,9 @@ class DecisionRecord:
             "candidate": self.candidate,
             "champion": self.champion,
             "baselines": self.baselines,
+            "comparison": (
+                None if self.decision.comparison is None else self.decision.comparison.as_json()
+            ),
         }
 
 

@@ -15,12 +15,13 @@ import numpy as np
 from pyspark.sql import SparkSession
 
 from jobs.platform import CHAMPION, configure_mlflow, load_booster, version_by_alias
+from jobs.training.bootstrap import compare
 from jobs.training.candidate import Candidate, Champion, IncompatibleChampionError
 from jobs.training.evaluation import baseline_metrics, filled_metrics
 from jobs.training.gate import GateDecision, decide
 from jobs.training.gate_log import DecisionRecord, conclude_gate
 from jobs.training.run_logging import log_candidate_run
-from jobs.training.trainset import Lineage
+from jobs.training.trainset import Lineage, TrainingData
 from jobs.training.validation import validate_logged_model
 from schemas.settings import Settings
 
@@ -41,15 +42,23 @@ class TrainResult:
     lineage: list[Lineage] = field(default_factory=list)
 
 
-def champion_on_holdout(
-    settings: Settings, *, candidate: Candidate
-) -> tuple[str | None, dict[str, float] | None, str | None]:
-    """``(version, metrics, problem)`` of the current champion on the candidate's holdout rows."""
+@dataclass(frozen=True, kw_only=True)
+class ChampionOnHoldout:
+    """The current champion on the candidate's holdout rows (``problem``: it could not score them)."""
+
+    version: str | None = None
+    metrics: dict[str, float] | None = None
+    scores: np.ndarray | None = None
+    problem: str | None = None
+
+
+def champion_on_holdout(settings: Settings, *, candidate: Candidate) -> ChampionOnHoldout:
+    """The current champion's predictions and metrics on exactly the candidate's holdout rows."""
     definition = candidate.definition
     client = configure_mlflow(settings)
     current = version_by_alias(client, model_name=definition.name, alias=CHAMPION)
     if current is None:
-        return None, None, None
+        return ChampionOnHoldout()
     version = str(current.version)
     champion = Champion(
         version=version,
@@ -59,10 +68,12 @@ def champion_on_holdout(
     try:
         inputs = candidate.champion_inputs(candidate.holdout, champion)
     except IncompatibleChampionError as exc:
-        return version, None, str(exc)
+        return ChampionOnHoldout(version=version, problem=str(exc))
     scores = np.asarray(champion.booster.predict(inputs), dtype=float)
     y_hold = candidate.holdout["label"].to_numpy(float)
-    return version, filled_metrics(definition.task, y_hold, scores), None
+    return ChampionOnHoldout(
+        version=version, metrics=filled_metrics(definition.task, y_hold, scores), scores=scores
+    )
 
 
 def evaluate_and_register(
@@ -70,24 +81,35 @@ def evaluate_and_register(
     settings: Settings,
     *,
     candidate: Candidate,
-    score_date: dt.date,
-    as_of_dates: list[dt.date],
-    lineage: list[Lineage],
+    data: TrainingData,
 ) -> TrainResult:
     """Log and register the candidate, validate what was logged, gate it, record the decision."""
     definition = candidate.definition
     name, task = definition.name, definition.task
+    gate = settings.gate
     client = configure_mlflow(settings)
     y_hold = candidate.holdout["label"].to_numpy(float)
     baselines = baseline_metrics(task, y_hold, candidate.baseline_scores)
-    champ_version, champ_metrics, champ_problem = champion_on_holdout(settings, candidate=candidate)
+    champ = champion_on_holdout(settings, candidate=candidate)
+    comparison = (
+        None
+        if champ.scores is None
+        else compare(
+            task,
+            y_hold,
+            candidate=candidate.scores,
+            champion=champ.scores,
+            resamples=gate.bootstrap_resamples,
+            confidence=gate.confidence,
+            seed=gate.bootstrap_seed,
+        )
+    )
     run_id, version = log_candidate_run(
         settings,
         candidate=candidate,
         baselines=baselines,
-        score_date=score_date,
-        as_of_dates=as_of_dates,
-        lineage=lineage,
+        data=data,
+        comparison=comparison,
     )
     problems = validate_logged_model(
         model_uri=f"models:/{name}/{version}",
@@ -101,13 +123,14 @@ def evaluate_and_register(
     decision = decide(
         task=task,
         candidate=candidate.metrics,
-        champion=champ_metrics,
+        champion=champ.metrics,
         baselines=baselines,
-        gate=settings.gate,
+        gate=gate,
         problems=problems,
+        comparison=comparison,
     )
-    if champ_problem and decision.promote:
-        decision = GateDecision(promote=False, reason=champ_problem)
+    if champ.problem and decision.promote:
+        decision = GateDecision(promote=False, reason=champ.problem)
     conclude_gate(
         spark,
         settings,
@@ -115,12 +138,12 @@ def evaluate_and_register(
         DecisionRecord(
             model_name=name,
             candidate_version=version,
-            champion_version=champ_version,
+            champion_version=champ.version,
             decision=decision,
-            score_date=score_date,
-            holdout_as_of_date=as_of_dates[-1],
+            score_date=data.split.score_date,
+            holdout_as_of_date=data.split.holdout,
             candidate=candidate.metrics,
-            champion=champ_metrics,
+            champion=champ.metrics,
             baselines=baselines,
             run_id=run_id,
         ),
@@ -132,8 +155,8 @@ def evaluate_and_register(
         metrics=candidate.metrics,
         baselines=baselines,
         decision=decision,
-        champion_version=champ_version,
-        champion_metrics=champ_metrics,
-        as_of_dates=as_of_dates,
-        lineage=lineage,
+        champion_version=champ.version,
+        champion_metrics=champ.metrics,
+        as_of_dates=data.as_of_dates,
+        lineage=data.lineage,
     )

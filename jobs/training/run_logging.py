@@ -3,7 +3,6 @@ artifacts, and the registered model."""
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import tempfile
@@ -11,9 +10,10 @@ from pathlib import Path
 
 import mlflow
 
+from jobs.training.bootstrap import Comparison
 from jobs.training.candidate import Candidate
 from jobs.training.evaluation import calibration_plot_png, feature_importance
-from jobs.training.trainset import Lineage
+from jobs.training.trainset import Lineage, TrainingData
 from schemas.settings import Settings
 
 _TASK_PARAMS = {
@@ -54,12 +54,12 @@ def log_candidate_run(
     *,
     candidate: Candidate,
     baselines: dict[str, dict[str, float]],
-    score_date: dt.date,
-    as_of_dates: list[dt.date],
-    lineage: list[Lineage],
+    data: TrainingData,
+    comparison: Comparison | None,
 ) -> tuple[str, str]:
     """Log everything about the candidate and register it; returns ``(run_id, version)``."""
     definition = candidate.definition
+    score_date = data.split.score_date
     features = definition.feature_names
     y_hold = candidate.holdout["label"].to_numpy(float)
     with mlflow.start_run(run_name=f"{definition.name}-{score_date.isoformat()}") as run:
@@ -79,13 +79,15 @@ def log_candidate_run(
         mlflow.log_metric(_PRIOR_METRIC[definition.task], candidate.train_base_rate)
         for name, metrics in baselines.items():
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in metrics.items()})
+        if comparison is not None:
+            mlflow.log_metrics(comparison.metrics())
         mlflow.set_tags(
             {
-                **lineage_tags(lineage),
+                **lineage_tags(data.lineage),
+                **data.split.describe(),
+                **(data.sample.describe() if data.sample else {}),
+                "training.rows": str(len(data.frame)),
                 "model.definition": definition.name,
-                "training.as_of_dates": ",".join(d.isoformat() for d in as_of_dates),
-                "training.holdout_as_of_date": as_of_dates[-1].isoformat(),
-                "training.validation_as_of_date": as_of_dates[-2].isoformat(),
                 "code.commit": git_commit(),
             }
         )

@@ -137,7 +137,5 @@ def train_model(
         spark,
         settings,
         candidate=candidate,
-        score_date=score_date,
-        as_of_dates=data.as_of_dates,
-        lineage=data.lineage,
+        data=data,
     )

@@ -3,7 +3,9 @@
 One scenario, in order, on one training set (score date 1998-02-01, small config):
 v1 first model -> champion; v2 deliberately worse (one feature) -> refused;
 v3 the v1 booster with a broken signature -> invalid, no alias; an operator points
-the champion at the weak v2; v4 a re-run of v1 (same data, same seed) -> promoted.
+the champion at the weak v2; v4 a re-run of v1 (same data, same seed) -> promoted;
+v5 the same model retrained with another seed -> not promoted (a gain within the
+noise); v6 the full model against a champion without recency and frequency -> promoted.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def small(settings: Settings) -> Settings:
     model = settings.model.model_copy(
         update={
             "name": MODEL,
-            "training_dates": 5,
+            "training_dates": 8,
             "num_boost_round": 150,
             "learning_rate": 0.1,
             "early_stopping_rounds": 15,
@@ -72,9 +74,7 @@ def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
             spark,
             small,
             candidate=candidate,
-            score_date=SCORE_DATE,
-            as_of_dates=data.as_of_dates,
-            lineage=data.lineage,
+            data=data,
         )
 
     def alias(name: str) -> str | None:
@@ -102,15 +102,59 @@ def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
     out["c4"] = fit_candidate(data, definition=definition, settings=small)
     out["r4"] = gate(out["c4"])
     out["aliases_after_r4"] = (alias(CHAMPION), alias(CHALLENGER))
+
+    reseeded = small.model_copy(update={"model": small.model.model_copy(update={"seed": 7})})
+    out["r5"] = gate(fit_candidate(data, definition=definition, settings=reseeded))
+    out["aliases_after_r5"] = (alias(CHAMPION), alias(CHALLENGER))
+
+    # The champion knows no recency and no frequency: the full model, which does, must win.
+    no_counts = ("tenure_days", "monetary_all", "avg_basket_amount")
+    client.set_registered_model_alias(
+        MODEL,
+        CHAMPION,
+        gate(
+            fit_candidate(
+                data, definition=ModelDefinition(name=MODEL, features=no_counts), settings=small
+            )
+        ).version,
+    )
+    out["r6"] = gate(fit_candidate(data, definition=definition, settings=small))
     return out
 
 
-def test_time_split_never_mixes_dates(data: TrainingData) -> None:
-    dates = data.as_of_dates
-    assert dates[-1] + dt.timedelta(days=30) <= SCORE_DATE  # the holdout's label window closed
-    assert set(data.period("holdout")["as_of_date"]) == {dates[-1]}
-    assert set(data.period("validation")["as_of_date"]) == {dates[-2]}
-    assert max(data.period("train")["as_of_date"]) < dates[-2]
+def label_days(rows: Any, horizon: int) -> set[dt.date]:
+    """Every order day any of ``rows``' labels looks at, from the rows' own as-of dates."""
+    return {d + dt.timedelta(days=i) for d in set(rows["as_of_date"]) for i in range(horizon)}
+
+
+def test_holdout_label_window_shares_no_day_with_training_or_early_stopping(
+    data: TrainingData,
+) -> None:
+    train, valid, hold = (data.period(p) for p in ("train", "validation", "holdout"))
+    train_days, valid_days, hold_days = (label_days(r, 30) for r in (train, valid, hold))
+    assert not hold_days & (train_days | valid_days)
+    assert not valid_days & train_days
+    assert max(hold_days) < SCORE_DATE  # the holdout's outcome is known by the score date
+    assert len(set(train["as_of_date"])) == 6 and not train.empty
+
+
+def test_a_retrain_with_another_seed_is_not_promoted(scenario: dict[str, Any]) -> None:
+    r5 = scenario["r5"]
+    assert r5.champion_version == scenario["r4"].version
+    comparison = r5.decision.comparison
+    assert comparison is not None and comparison.primary.metric == "roc_auc"
+    assert comparison.primary.low <= 0.002 and "lower bound" in r5.decision.reason
+    assert not r5.decision.promote
+    assert scenario["aliases_after_r5"] == (scenario["r4"].version, r5.version)
+
+
+def test_a_challenger_with_an_informative_feature_more_is_promoted(
+    scenario: dict[str, Any],
+) -> None:
+    r6 = scenario["r6"]
+    comparison = r6.decision.comparison
+    assert comparison is not None and comparison.primary.low > 0.002
+    assert r6.decision.promote, r6.decision.reason
 
 
 def test_first_model_beats_both_baselines_and_becomes_champion(scenario: dict[str, Any]) -> None:
@@ -165,16 +209,20 @@ def test_every_decision_is_queryable_in_delta(
         .collect()
     )
     expected = [scenario[k] for k in ("r1", "rw", "rb", "r4")]
-    assert [(r.candidate_version, r.verdict) for r in rows] == [
+    assert [(r.candidate_version, r.verdict) for r in rows[:4]] == [
         (e.version, e.decision.verdict) for e in expected
     ]
-    last = rows[-1]
+    last = rows[3]
     assert last.champion_version == scenario["rw"].version
     assert last.candidate_roc_auc == pytest.approx(scenario["r4"].metrics["roc_auc"])
     assert last.baseline_recency_frequency_roc_auc == pytest.approx(
         scenario["r4"].baselines["recency_frequency"]["roc_auc"]
     )
-    assert json.loads(last.metrics_json)["reason"] == scenario["r4"].decision.reason
+    logged = json.loads(last.metrics_json)
+    assert logged["reason"] == scenario["r4"].decision.reason
+    interval = scenario["r4"].decision.comparison.primary
+    assert logged["comparison"]["primary"]["low"] == pytest.approx(interval.low)
+    assert logged["comparison"]["primary"]["resamples"] == small.gate.bootstrap_resamples
 
 
 def test_decision_and_evaluation_are_logged_in_mlflow(
@@ -186,6 +234,10 @@ def test_decision_and_evaluation_are_logged_in_mlflow(
     assert run.data.tags["gate.verdict"] == "promote"
     assert run.data.metrics["holdout_roc_auc"] == pytest.approx(r4.metrics["roc_auc"])
     assert "baseline_recency_frequency_lift_top_decile" in run.data.metrics
+    interval = r4.decision.comparison.primary
+    assert run.data.metrics["gate_roc_auc_diff_low"] == pytest.approx(interval.low)
+    assert run.data.metrics["gate_bootstrap_resamples"] == small.gate.bootstrap_resamples
+    assert run.data.tags["training.holdout_label_window"] == "1998-01-02..1998-01-31"
     decision = mlflow.artifacts.load_dict(f"runs:/{r4.run_id}/gate/decision.json")
     assert (
         decision["verdict"] == "promote" and decision["champion_version"] == scenario["rw"].version

@@ -67,9 +67,7 @@ def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
             spark,
             small,
             candidate=candidate,
-            score_date=SCORE_DATE,
-            as_of_dates=data.as_of_dates,
-            lineage=data.lineage,
+            data=data,
         )
 
     out: dict[str, Any] = {}

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from jobs.training.bootstrap import Comparison, Interval
 from jobs.training.gate import decide
 from schemas.settings import GateSettings
 
@@ -19,6 +20,23 @@ def metrics(auc: float, loss: float) -> dict[str, float]:
     return {"roc_auc": auc, "log_loss": loss}
 
 
+def interval(metric: str, low: float, high: float) -> Interval:
+    return Interval(
+        metric=metric,
+        estimate=(low + high) / 2,
+        low=low,
+        high=high,
+        confidence=0.95,
+        resamples=1000,
+        rows=1000,
+    )
+
+
+def versus(gain: tuple[float, float], loss: tuple[float, float] = (-0.01, 0.0)) -> Comparison:
+    """Intervals of challenger minus champion: AUC gain, then log loss change."""
+    return Comparison(primary=interval("roc_auc", *gain), secondary=interval("log_loss", *loss))
+
+
 def test_first_model_that_beats_every_baseline_is_promoted() -> None:
     decision = decide(candidate=metrics(0.80, 0.2), champion=None, baselines=BASELINES, gate=GATE)
     assert decision.promote and decision.verdict == "promote"
@@ -30,38 +48,59 @@ def test_first_model_that_does_not_beat_recency_frequency_is_refused() -> None:
     assert "recency_frequency" in decision.reason
 
 
-def test_better_challenger_is_promoted_and_worse_one_refused() -> None:
-    champion = metrics(0.80, 0.20)
-    better = decide(
-        candidate=metrics(0.81, 0.19), champion=champion, baselines=BASELINES, gate=GATE
-    )
-    worse = decide(candidate=metrics(0.79, 0.19), champion=champion, baselines=BASELINES, gate=GATE)
-    assert better.promote
-    assert not worse.promote and "AUC gain -0.0100" in worse.reason
-
-
-def test_a_tie_keeps_the_champion() -> None:
-    same = metrics(0.80, 0.20)
-    decision = decide(candidate=same, champion=same, baselines=BASELINES, gate=GATE)
-    assert not decision.promote
-
-
-def test_log_loss_increase_beyond_margin_is_refused() -> None:
-    decision = decide(
-        candidate=metrics(0.82, 0.25), champion=metrics(0.80, 0.20), baselines=BASELINES, gate=GATE
-    )
-    assert not decision.promote and "log loss" in decision.reason
-
-
-def test_configured_auc_margin_applies() -> None:
-    strict = GateSettings(min_auc_gain=0.02)
-    decision = decide(
+def judge_binary(comparison: Comparison, gate: GateSettings = GATE) -> tuple[bool, str]:
+    d = decide(
         candidate=metrics(0.81, 0.19),
         champion=metrics(0.80, 0.20),
         baselines=BASELINES,
-        gate=strict,
+        gate=gate,
+        comparison=comparison,
     )
-    assert not decision.promote
+    assert d.comparison is comparison  # the decision carries its intervals
+    return d.promote, d.reason
+
+
+def test_a_gain_whose_interval_clears_the_margin_is_promoted() -> None:
+    promoted, reason = judge_binary(versus((0.004, 0.016)))
+    assert promoted, reason
+    assert "[+0.0040, +0.0160]" in reason
+
+
+def test_a_gain_within_the_noise_keeps_the_champion() -> None:
+    # The point estimate is a gain, but the interval reaches below zero.
+    promoted, reason = judge_binary(versus((-0.001, 0.009)))
+    assert not promoted and "lower bound does not exceed" in reason
+    promoted, _ = judge_binary(versus((-0.02, -0.01)))
+    assert not promoted
+
+
+def test_a_tie_keeps_the_champion() -> None:
+    assert not judge_binary(versus((0.0, 0.0)))[0]
+
+
+def test_significantly_worse_log_loss_is_refused_a_noisy_one_is_not() -> None:
+    promoted, reason = judge_binary(versus((0.01, 0.02), loss=(0.001, 0.01)))
+    assert not promoted and "log loss significantly worse" in reason
+    assert judge_binary(versus((0.01, 0.02), loss=(-0.001, 0.01)))[0]
+
+
+def test_configured_auc_margin_applies_to_the_lower_bound() -> None:
+    assert judge_binary(versus((0.004, 0.016)), GateSettings(min_auc_gain=0.002))[0]
+    assert not judge_binary(versus((0.004, 0.016)), GateSettings(min_auc_gain=0.005))[0]
+
+
+def test_the_default_margin_is_above_zero() -> None:
+    assert GateSettings().min_auc_gain > 0 and GateSettings().min_rmse_reduction > 0
+
+
+def test_a_champion_without_intervals_is_an_error() -> None:
+    with pytest.raises(ValueError, match="bootstrap"):
+        decide(
+            candidate=metrics(0.81, 0.19),
+            champion=metrics(0.80, 0.20),
+            baselines=BASELINES,
+            gate=GATE,
+        )
 
 
 def test_validation_problems_are_never_promoted_even_with_great_metrics() -> None:
@@ -111,27 +150,31 @@ def test_regression_first_model_must_beat_every_baseline_on_rmse() -> None:
 
 
 def test_regression_challenger_needs_lower_rmse_and_no_worse_ranking() -> None:
-    champion = spend(37.0, 0.77)
-
-    def judge(candidate: dict[str, float], gate: GateSettings = GATE) -> tuple[bool, str]:
+    def judge(
+        reduction: tuple[float, float], gini: tuple[float, float], gate: GateSettings = GATE
+    ) -> tuple[bool, str]:
         d = decide(
             task="regression",
-            candidate=candidate,
-            champion=champion,
+            candidate=spend(36.0, 0.78),
+            champion=spend(37.0, 0.77),
             baselines=REG_BASELINES,
             gate=gate,
+            comparison=Comparison(
+                primary=interval("rmse_reduction", *reduction),
+                secondary=interval("gini", *gini),
+            ),
         )
         return d.promote, d.reason
 
-    assert judge(spend(36.0, 0.78))[0]
-    promoted, reason = judge(spend(37.0, 0.78))  # a tie on RMSE keeps the champion
+    assert judge((0.01, 0.04), (-0.01, 0.02))[0]
+    promoted, reason = judge((0.0, 0.0), (0.0, 0.01))  # a tie on RMSE keeps the champion
     assert not promoted and "RMSE reduction" in reason
-    promoted, reason = judge(spend(38.0, 0.80))
-    assert not promoted and "RMSE reduction -2.70%" in reason
-    promoted, reason = judge(spend(36.0, 0.70))
-    assert not promoted and "Gini change -0.0700" in reason
-    assert judge(spend(36.0, 0.70), GateSettings(max_gini_decrease=0.1))[0]
-    assert not judge(spend(36.5, 0.78), GateSettings(min_rmse_reduction=0.05))[0]
+    promoted, reason = judge((-0.04, 0.01), (0.0, 0.03))  # within the noise
+    assert not promoted and "lower bound does not exceed" in reason
+    promoted, reason = judge((0.01, 0.04), (-0.09, -0.05))
+    assert not promoted and "Gini significantly lower" in reason
+    assert judge((0.01, 0.04), (-0.09, -0.05), GateSettings(max_gini_decrease=0.1))[0]
+    assert not judge((0.01, 0.04), (0.0, 0.01), GateSettings(min_rmse_reduction=0.05))[0]
 
 
 def test_regression_nan_metrics_and_validation_problems_are_refused() -> None:
