@@ -33,7 +33,7 @@ from schemas.coldstart import (
     segment_prior,
 )
 
-from api.fastscore import SingleRowScorer, plan_encoder
+from api.coldstart_scorer import SingleRowScorer, plan_encoder
 
 CHAMPION = "champion"
 POINTER_FILE = "current.json"

@@ -10,10 +10,10 @@ from schemas.settings import Settings
 
 from api.metrics import Metrics
 from api.model_holder import ModelHolder
-from api.reader import Reader
+from api.prediction_store import PredictionStore
+from api.reads import Reader
 from api.requestlog import RequestLog
 from api.security import KeyGuard
-from api.store import PredictionStore
 
 
 @dataclass(kw_only=True)
@@ -35,19 +35,7 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-async def get_settings(request: Request) -> Settings:
-    services: Services = request.app.state.services
-    return services.settings
-
-
-async def get_store(request: Request) -> PredictionStore:
-    services: Services = request.app.state.services
-    return services.store
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[PredictionStore, Depends(get_store)]
 
 
 def services_of(request: Request, *, allowed_query: frozenset[str] = frozenset()) -> Services:

@@ -13,19 +13,19 @@ from schemas.settings import Settings, get_settings
 from starlette.types import ASGIApp
 
 from api import errors
+from api.asgi_shortcut import LookupShortcut
 from api.deps import Services
-from api.fastpath import FastSingleLookup
-from api.lookup_app import LookupApp
+from api.entry import LookupApp
+from api.guard import GuardMiddleware
 from api.metrics import Metrics
-from api.middleware import GuardMiddleware
 from api.model_holder import ModelHolder
 from api.openapi import declare_api_key
 from api.overload import Shedder
-from api.reader import Reader, StoreUnavailableError
+from api.prediction_store import MongoPredictionStore, PredictionStore
+from api.reads import Reader, StoreUnavailableError
 from api.requestlog import RequestLog
 from api.routes import health, predictions
 from api.security import KeyGuard
-from api.store import MongoPredictionStore, PredictionStore
 
 log = logging.getLogger("lakescore.api")
 
@@ -55,8 +55,6 @@ def create_app(
             request_log=request_log,
             key_guard=key_guard,
         )
-        app.state.settings = resolved
-        app.state.store = the_store
         app.state.services = services
         request_log.start()
         await reader.start()
@@ -80,9 +78,9 @@ def create_app(
             await the_store.close()
 
     def front(stack: ASGIApp) -> ASGIApp:
-        """The guard, then the fast path, then FastAPI's stack (see ``api.lookup_app``)."""
+        """The guard, then the ASGI shortcut, then FastAPI's stack (see ``api.entry``)."""
         return GuardMiddleware(
-            FastSingleLookup(stack, max_body_bytes=cfg.max_body_bytes),
+            LookupShortcut(stack, max_body_bytes=cfg.max_body_bytes),
             metrics=metrics,
             key_guard=key_guard,
             key_header=cfg.api_key_header,

@@ -29,10 +29,6 @@ class ModelHolder:
         self._inflight: asyncio.Future[ColdStartModel | None] | None = None
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def loaded(self) -> bool:
-        return self.current is not None
-
     async def start(self) -> None:
         """Load at startup: the registry's champion, else the local cache; then refresh in the background."""
         await self.refresh()

@@ -7,8 +7,7 @@ import hmac
 import logging
 import time
 
-from fastapi import HTTPException, Request, status
-from fastapi.security import APIKeyHeader
+from fastapi import HTTPException, status
 from schemas.settings import ApiSettings
 
 log = logging.getLogger("lakescore.api.security")
@@ -79,12 +78,3 @@ class KeyGuard:
                     headers={"Retry-After": str(max(1, round(wait + 0.5)))},
                 )
         return digest
-
-
-def api_key_scheme(header: str) -> APIKeyHeader:
-    return APIKeyHeader(name=header, auto_error=False, description="Your API key.")
-
-
-def guard(request: Request) -> KeyGuard:
-    key_guard: KeyGuard = request.app.state.key_guard
-    return key_guard

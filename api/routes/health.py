@@ -45,7 +45,7 @@ async def readyz(services: ServicesDep, response: Response) -> dict[str, Any]:
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus exposition format."""
     m = services.metrics
-    m.cache_entries.set(len(services.reader.cache))
+    m.cache_entries.set(services.reader.cache_entries)
     model = services.models.current
     m.model_version.set(float(model.version) if model and model.version.isdigit() else 0)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,12 +1,11 @@
-"""Prediction lookups: one customer, a batch of customers, and cold start with request context."""
+"""Prediction lookups over HTTP: one customer, a batch of customers, and cold start with request
+context. The routes check and answer; the answers themselves come from ``api.lookup_service``."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response, status
-from schemas.coldstart import ColdStartContext
 from schemas.serving import (
     CUSTOMER_ID_PATTERN,
     MODEL_NAME_PATTERN,
@@ -16,9 +15,8 @@ from schemas.serving import (
     CustomerPredictions,
 )
 
-from api.deps import Services, services_of
-from api.lookup import answer, coldstart_answer
-from api.reader import StoreUnavailableError
+from api.deps import services_of
+from api.lookup_service import batch_lookup, coldstart_lookup, single_lookup
 from api.respond import finish
 
 router = APIRouter(prefix="/v1", tags=["predictions"])
@@ -38,18 +36,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Rate limit exceeded."},
     503: {"description": "Overloaded: retry shortly."},
 }
-
-
-def today() -> dt.date:
-    """The UTC date (staleness is counted in UTC days)."""
-    return dt.datetime.now(dt.UTC).date()
-
-
-async def _priors(services: Services) -> dict[str, dict[str, Any]]:
-    try:
-        return await services.reader.priors()
-    except StoreUnavailableError:
-        return {}
 
 
 @router.get(
@@ -73,29 +59,6 @@ async def customer_predictions(
     )
 
 
-async def single_lookup(
-    services: Services, *, customer_id: str, model: str | None
-) -> CustomerPredictions:
-    """One customer's answer (shared with the middleware's fast path in ``api.fastpath``)."""
-    degraded = False
-    document = None
-    try:
-        document = await services.reader.get(customer_id)
-    except StoreUnavailableError:
-        degraded = True
-    hit = document is not None and model is not None and model in document.get("models", {})
-    priors = {} if hit else await _priors(services)
-    return answer(
-        customer_id=customer_id,
-        document=document,
-        priors=priors,
-        settings=services.settings,
-        model=model,
-        degraded=degraded,
-        today=today(),
-    )
-
-
 @router.post(
     "/predictions/batch",
     response_model=BatchLookupResponse,
@@ -111,29 +74,14 @@ async def batch_predictions(
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, f"at most {limit} customer ids per request"
         )
-    degraded = False
-    documents: dict[str, Any] = {}
-    try:
-        documents = await services.reader.get_many(body.customer_ids)
-    except StoreUnavailableError:
-        degraded = True
-    priors = await _priors(services)
-    day = today()
-    results = [
-        answer(
-            customer_id=cid,
-            document=documents.get(cid),
-            priors=priors,
-            settings=services.settings,
-            model=body.model,
-            degraded=degraded,
-            today=day,
-        )
-        for cid in body.customer_ids
-    ]
-    payload = BatchLookupResponse(degraded=degraded, results=results)
+    payload = await batch_lookup(services, customer_ids=body.customer_ids, model=body.model)
     return finish(
-        request, services, route="batch", payload=payload, answers=results, degraded=degraded
+        request,
+        services,
+        route="batch",
+        payload=payload,
+        answers=payload.results,
+        degraded=payload.degraded,
     )
 
 
@@ -155,30 +103,4 @@ async def coldstart_prediction(
         payload=result,
         answers=[result],
         degraded=result.degraded,
-    )
-
-
-async def coldstart_lookup(
-    services: Services, *, customer_id: str, context: ColdStartContext
-) -> CustomerPredictions:
-    """Batch score, cold-start model, prior (shared with the fast path in ``api.fastpath``)."""
-    degraded = False
-    document = None
-    try:
-        document = await services.reader.get(customer_id)
-    except StoreUnavailableError:
-        degraded = True
-    model = services.models.current
-    name = services.settings.model.name
-    has_batch = document is not None and name in (document.get("models") or {})
-    priors = {} if has_batch or model is not None else await _priors(services)
-    return coldstart_answer(
-        customer_id=customer_id,
-        document=document,
-        context=context,
-        coldstart=model,
-        priors=priors,
-        settings=services.settings,
-        degraded=degraded,
-        today=today(),
     )

@@ -1,7 +1,7 @@
-"""The app's entry (``api.lookup_app``): the guard in front of FastAPI's layers, in process.
+"""The app's entry (``api.entry``): the guard in front of FastAPI's layers, in process.
 
 What moved must still hold: declared and streamed oversize bodies get 413, errors of the
-fast path are 500s counted as server errors, and FastAPI's native OpenTelemetry still
+ASGI shortcut are 500s counted as server errors, and FastAPI's native OpenTelemetry still
 sees every request once a provider is configured.
 """
 
@@ -21,11 +21,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import Services
-from api.lookup_app import LookupApp
+from api.entry import LookupApp
+from api.guard import GuardMiddleware
 from api.main import create_app
 from api.metrics import Metrics
-from api.middleware import GuardMiddleware
-from api.reader import Reader
+from api.reads import Reader
 from api.requestlog import RequestLog
 from api.security import KeyGuard
 from schemas.settings import ApiSettings, Settings

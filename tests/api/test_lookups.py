@@ -170,7 +170,7 @@ def test_coldstart_rejects_bad_context(api: ApiProcess, headers: dict[str, str])
 def test_fast_path_and_route_give_the_same_answers(
     api: ApiProcess, headers: dict[str, str]
 ) -> None:
-    """Plain requests take the middleware's fast path; encoded ones the FastAPI route."""
+    """Plain requests take the ASGI shortcut; encoded ones the FastAPI route."""
     plain = get(api, "/v1/customers/C00042/predictions", headers).json()
     routed = get(api, "/v1/customers/%43%30%30%30%34%32/predictions", headers).json()
     assert plain == routed

@@ -17,8 +17,8 @@ import pytest
 from prometheus_client import generate_latest
 from starlette.types import Receive, Scope, Send
 
+from api.guard import GuardMiddleware
 from api.metrics import Metrics
-from api.middleware import GuardMiddleware
 from api.overload import LoopLag, Shedder
 from api.security import KeyGuard
 from schemas.settings import ApiSettings

@@ -11,10 +11,10 @@ import pytest
 from fastapi import HTTPException
 
 from api.coldstart import ColdStartModel, load_from_dir
-from api.lookup import answer, coldstart_answer
-from api.middleware import route_label
+from api.guard import route_label
+from api.lookup_service import answer, coldstart_answer
+from api.prediction_store import _plain_id
 from api.security import KeyGuard, TokenBucket, key_digest
-from api.store import _plain_id
 from schemas.coldstart import ColdStartContext, ColdStartSpec, encode
 from schemas.settings import ApiSettings, Settings
 from tests.api.helpers import GLOBAL_PRIOR, LEVELS, MODEL, SEGMENT_PRIORS, doc, train_booster
@@ -127,7 +127,7 @@ def test_route_labels_never_carry_path_pieces() -> None:
 
 
 def test_known_ids_filter_has_no_false_negatives() -> None:
-    from api.known_ids import KnownIds
+    from api.reads.known_ids import KnownIds
 
     ids = [f"C{i:06d}" for i in range(5000)]
     known = KnownIds(ids, count=len(ids))
@@ -160,7 +160,7 @@ def test_known_ids_filter_has_no_false_negatives() -> None:
 def test_fast_path_takes_only_plainly_valid_lookups(
     path: str, raw: bytes, query: bytes, expected: tuple[str, str | None] | None
 ) -> None:
-    from api.fastpath import plain_single_lookup
+    from api.asgi_shortcut import plain_single_lookup
 
     scope = {"type": "http", "method": "GET", "path": path, "raw_path": raw, "query_string": query}
     assert plain_single_lookup(scope) == expected
@@ -171,7 +171,7 @@ def test_planned_encoder_and_single_row_scorer_match_the_originals(model: ColdSt
     """The serving shortcuts give exactly what ``encode`` and ``Booster.predict`` give."""
     import itertools
 
-    from api.fastscore import SingleRowScorer
+    from api.coldstart_scorer import SingleRowScorer
 
     assert isinstance(model._scorer, SingleRowScorer)
     values: dict[str, list[object]] = {

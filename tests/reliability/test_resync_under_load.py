@@ -23,7 +23,7 @@ here those would only be noise, and any that remain are counted as failures.
 Checked to fail: a resync that drops the live collection and rewrites it in place, and
 one that drops it and then renames the build over it (two commands, not atomic), both
 answer known customers as unknown here. It also caught a getMore race in the API's
-``$in`` reads (``api/store.py``): when every id of a read was found, the server kept the
+``$in`` reads (``api/prediction_store.py``): when every id of a read was found, the server kept the
 cursor open, the driver's ``getMore`` hit CursorNotFound after a rename, and the store was
 marked down, so every lookup for a moment was answered degraded, from priors.
 The thread-only row "4 full resync under readers" (``tests/integration/test_sync_faults.py``)

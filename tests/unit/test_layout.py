@@ -211,9 +211,75 @@ def test_the_jobs_rules_catch_a_deep_or_upward_import(tmp_path: Path) -> None:
     ]
 
 
+def api_routes_import_violations(root: Path) -> list[str]:
+    """Only ``api.main`` (which mounts them) imports ``api.routes``: the guard, the ASGI
+    shortcut and everything else in ``api/`` sit below the routes (the routes and the
+    shortcut share ``api.lookup_service``). Any import counts, in a function too, and
+    ``importlib.import_module`` of a literal name."""
+    violations = []
+    for path in sorted((root / "api").rglob("*.py")):
+        if module_name(path, root) == "api.main":
+            continue
+        where = path.relative_to(root)
+        found = [
+            (line, "api.routes" if module == "api" else module)
+            for line, module, names in imported_modules(path, root)
+            if module == "api.routes"
+            or module.startswith("api.routes.")
+            or (module == "api" and "routes" in names)
+        ]
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute | ast.Name)
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and str(node.args[0].value).split(".")[:2] == ["api", "routes"]
+            ):
+                found.append((node.lineno, str(node.args[0].value)))
+        violations += [f"{where}:{line} imports {module}" for line, module in sorted(found)]
+    return violations
+
+
+def test_only_api_main_imports_the_routes() -> None:
+    violations = api_routes_import_violations(REPO)
+    assert not violations, "\n".join(violations)
+
+
+def test_the_routes_rule_catches_imports_in_functions_and_relative_ones(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "api/__init__.py": "",
+            "api/main.py": "from api.routes import health, predictions\n",
+            "api/routes/__init__.py": "",
+            "api/routes/predictions.py": "from api.lookup_service import single_lookup\n",
+            "api/routes/health.py": "from api.routes.predictions import router\n",
+            "api/asgi_shortcut.py": "def f():\n    from api.routes.predictions import x\n",
+            "api/guard.py": "from . import routes\n",
+            "api/deps.py": "import api.routes.health as health\n",
+            "api/reads/__init__.py": "",
+            "api/reads/cache.py": "from ..routes import predictions\n",
+            "api/lookup_service.py": (
+                "import importlib\nimportlib.import_module('api.routes.predictions')\n"
+            ),
+            "api/respond.py": "from api.routing_table import x\nimport api.deps\n",
+        },
+    )
+    assert api_routes_import_violations(tmp_path) == [
+        "api/asgi_shortcut.py:2 imports api.routes.predictions",
+        "api/deps.py:1 imports api.routes.health",
+        "api/guard.py:1 imports api.routes",
+        "api/lookup_service.py:2 imports api.routes.predictions",
+        "api/reads/cache.py:1 imports api.routes",
+        "api/routes/health.py:1 imports api.routes.predictions",
+    ]
+
+
 def test_the_api_loads_without_spark_or_dagster() -> None:
     code = (
-        "import sys, api.main, api.routes.predictions;"
+        "import sys, api.main, api.routes.predictions, api.asgi_shortcut, api.lookup_service;"
         "bad = [m for m in ('pyspark', 'dagster', 'delta', 'jobs') if m in sys.modules];"
         "print(','.join(bad))"
     )

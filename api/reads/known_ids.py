@@ -1,4 +1,4 @@
-"""A Bloom filter of the customer ids the last landed sync wrote.
+"""The known-ids filter: a Bloom filter of the customer ids the last landed sync wrote.
 
 "Definitely not in the serving store" answers new customers (the cold-start path, and
 priors for unknown ids) without a database round trip. A "maybe" goes to the database
@@ -13,12 +13,18 @@ database round trip, and those reads, not the scoring, were the cold-start p99.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import math
 from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import numpy as np
+from pymongo.errors import PyMongoError
+
+from api.metrics import Metrics
+from api.prediction_store import PredictionStore
 
 BITS_PER_ID = 20
 HASHES = 10
@@ -26,6 +32,7 @@ BUILD_CHUNK = 200_000  # ids hashed per numpy pass (bounds the build's memory: ~
 _MASK = 0xFFFFFFFFFFFFFFFF
 _blake2b = hashlib.blake2b
 _from_bytes = int.from_bytes
+log = logging.getLogger("lakescore.api.reader")
 
 
 def _hash_pair(customer_id: str) -> tuple[int, int]:
@@ -75,3 +82,52 @@ class KnownIds:
             if not table[pos >> 3] & (1 << (pos & 7)):
                 return False
         return True
+
+
+class KnownIdsFilter:
+    """The filter of the last landed sync, rebuilt in the background after each one.
+
+    ``reset`` (a sync landed) drops the filter at once: nothing is skipped until the build
+    that ``rebuild`` starts has finished, and a build started before a later ``reset`` is
+    thrown away."""
+
+    def __init__(self, store: PredictionStore, metrics: Metrics, *, enabled: bool) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.enabled = enabled
+        self.known: KnownIds | None = None
+        self._epoch = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def surely_absent(self, customer_id: str) -> bool:
+        known = self.known
+        if known is None or known.might_contain(customer_id):
+            return False
+        self.metrics.store_skipped.inc()
+        return True
+
+    def reset(self) -> None:
+        self._epoch += 1
+        self.known = None
+
+    def rebuild(self) -> None:
+        if not self.enabled:
+            return
+        if self._task is not None:
+            self._task.cancel()
+        self._task = asyncio.create_task(self._build(self._epoch))
+
+    async def _build(self, epoch: int) -> None:
+        try:
+            ids = await self.store.ids()
+            known = await asyncio.to_thread(KnownIds, ids, count=len(ids))
+        except (PyMongoError, TimeoutError) as exc:
+            log.warning("known-ids filter not built: %s", type(exc).__name__)
+            return
+        if epoch == self._epoch:
+            self.known = known
+            log.info("known-ids filter built: %d ids", len(ids))
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

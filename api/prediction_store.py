@@ -43,7 +43,7 @@ class MongoPredictionStore:
     """Reads one document per customer by ``_id`` (plain string equality, nothing else)."""
 
     def __init__(self, cfg: MongoSettings, *, priors_ttl_s: float = 30.0) -> None:
-        # Lookups are bounded by the caller (``Reader``: ``asyncio.timeout`` at
+        # Lookups are bounded by the caller (``api.reads``: ``asyncio.timeout`` at
         # ``api.store_timeout_ms``; a cancelled operation closes its connection). The
         # driver's own per-operation deadline (``timeoutMS``) is not set: its bookkeeping
         # runs on every operation, and in an A/B at one connection on this machine a bare

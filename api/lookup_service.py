@@ -1,4 +1,12 @@
-"""Answer tiers: precomputed batch score, else the cold-start model or segment prior, else priors."""
+"""The lookup service: every answer is made here, for both entrances (the FastAPI routes in
+``api.routes.predictions`` and the ASGI shortcut in ``api.asgi_shortcut``).
+
+Tiers: the precomputed batch score, else (cold start) the cold-start model or its segment
+prior, else the model's prior, else ``api.default_prior``; every prediction says which
+(``source``). The documents come through the read path (``api.reads``); when the store is
+unavailable the answer is still given, marked ``degraded``. Staleness is counted in UTC
+days (``today``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,106 @@ import datetime as dt
 from typing import Any
 
 from schemas.coldstart import ColdStartContext
-from schemas.serving import CustomerPredictions, ModelPrediction
+from schemas.serving import BatchLookupResponse, CustomerPredictions, ModelPrediction
 from schemas.settings import Settings
 
 from api.coldstart import ColdStartModel
+from api.deps import Services
+from api.reads import StoreUnavailableError
+
+
+def today() -> dt.date:
+    """The UTC date (staleness is counted in UTC days)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+# ---------------------------------------------------------------- lookups (read, then tiers)
+
+
+async def single_lookup(
+    services: Services, *, customer_id: str, model: str | None
+) -> CustomerPredictions:
+    """All models of one customer (or only ``model``)."""
+    degraded = False
+    document = None
+    try:
+        document = await services.reader.get(customer_id)
+    except StoreUnavailableError:
+        degraded = True
+    hit = document is not None and model is not None and model in document.get("models", {})
+    priors = {} if hit else await _priors(services)
+    return answer(
+        customer_id=customer_id,
+        document=document,
+        priors=priors,
+        settings=services.settings,
+        model=model,
+        degraded=degraded,
+        today=today(),
+    )
+
+
+async def batch_lookup(
+    services: Services, *, customer_ids: list[str], model: str | None
+) -> BatchLookupResponse:
+    """Many customers, read with one database round trip (``$in``)."""
+    degraded = False
+    documents: dict[str, Any] = {}
+    try:
+        documents = await services.reader.get_many(customer_ids)
+    except StoreUnavailableError:
+        degraded = True
+    priors = await _priors(services)
+    day = today()
+    results = [
+        answer(
+            customer_id=cid,
+            document=documents.get(cid),
+            priors=priors,
+            settings=services.settings,
+            model=model,
+            degraded=degraded,
+            today=day,
+        )
+        for cid in customer_ids
+    ]
+    return BatchLookupResponse(degraded=degraded, results=results)
+
+
+async def coldstart_lookup(
+    services: Services, *, customer_id: str, context: ColdStartContext
+) -> CustomerPredictions:
+    """The main model for a customer the website describes: batch score, cold-start model, prior."""
+    degraded = False
+    document = None
+    try:
+        document = await services.reader.get(customer_id)
+    except StoreUnavailableError:
+        degraded = True
+    model = services.models.current
+    name = services.settings.model.name
+    has_batch = document is not None and name in (document.get("models") or {})
+    priors = {} if has_batch or model is not None else await _priors(services)
+    return coldstart_answer(
+        customer_id=customer_id,
+        document=document,
+        context=context,
+        coldstart=model,
+        priors=priors,
+        settings=services.settings,
+        degraded=degraded,
+        today=today(),
+    )
+
+
+async def _priors(services: Services) -> dict[str, dict[str, Any]]:
+    try:
+        return await services.reader.priors()
+    except StoreUnavailableError:
+        return {}
+
+
+# ---------------------------------------------------------------- tiers (pure)
 
 
 def batch_prediction(

@@ -3,17 +3,17 @@
 FastAPI puts its generic layers (native OpenTelemetry, server errors, body size) outside
 any user middleware, and asks OpenTelemetry on every request whether it is configured.
 In process, those layers were about a third of a cold-start answer. Here the guard and
-the fast path (``front``) wrap FastAPI's whole middleware stack instead:
+the ASGI shortcut (``front``) wrap FastAPI's whole middleware stack instead:
 
-    front: GuardMiddleware -> FastSingleLookup -> FastAPI's stack (server errors,
+    front: GuardMiddleware -> LookupShortcut -> FastAPI's stack (server errors,
            body-size limit, exception handlers, routes)
 
 - Every ``/v1`` request still passes the guard first (key, rate, overload, declared body
   size), as before.
-- An answer of the fast path needs none of FastAPI's layers: it reads at most
-  ``api.max_body_bytes`` and hands anything else (with the body replayed) to the full
-  stack, where the body-size limit, validation and error handlers apply as ever. An
-  unhandled error becomes a 500 from uvicorn, as it would from ``ServerErrorMiddleware``.
+- An answer of the shortcut (``api.asgi_shortcut``) needs none of FastAPI's layers: it
+  reads at most ``api.max_body_bytes`` and hands anything else (with the body replayed) to
+  the full stack, where the body-size limit, validation and error handlers apply as ever.
+  An unhandled error becomes a 500 from uvicorn, as it would from ``ServerErrorMiddleware``.
 - FastAPI's native OpenTelemetry wraps ``front`` whenever a provider is configured (checked
   at the first request and again every ``TELEMETRY_RECHECK`` requests); then requests
   take FastAPI's own entry unchanged. Without a provider that layer does nothing but ask.

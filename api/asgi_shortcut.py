@@ -1,12 +1,13 @@
-"""A fast path for the hottest calls: ``GET /v1/customers/{id}/predictions[?model=m]`` and
-``POST /v1/customers/{id}/coldstart``.
+"""An ASGI shortcut in front of FastAPI for the hottest calls:
+``GET /v1/customers/{id}/predictions[?model=m]`` and ``POST /v1/customers/{id}/coldstart``.
 
 When a request is plainly valid (an id and an optional model matching the same
 patterns as the route, no other query parameter, nothing percent-encoded; for cold
 start a JSON body that the route's own request model accepts), it is answered here
-with the route's own function, skipping FastAPI's routing and parameter machinery:
-most of a cache hit's cost. Anything else falls through to the FastAPI route (with
-the body replayed), which validates and answers (or refuses) as usual.
+with the same lookup as the route (``api.lookup_service``), skipping FastAPI's routing
+and parameter machinery: most of a cache hit's cost. Anything else falls through to the
+FastAPI route (with the body replayed), which validates and answers (or refuses) as usual.
+It never imports the routes (``tests/unit/test_layout.py`` checks).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from schemas.serving import CUSTOMER_ID_PATTERN, MODEL_NAME_PATTERN, ColdStartRe
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import Services
-from api.reader import Rendered
+from api.lookup_service import coldstart_lookup, single_lookup, today
+from api.reads import Rendered
 from api.respond import record, record_sources, served
-from api.routes.predictions import coldstart_lookup, single_lookup, today
 
 _ID = re.compile(CUSTOMER_ID_PATTERN)
 _MODEL = re.compile(MODEL_NAME_PATTERN)
@@ -64,7 +65,7 @@ def plain_coldstart(scope: Scope) -> str | None:
     return customer_id if content_type == _JSON else None
 
 
-class FastSingleLookup:
+class LookupShortcut:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
