@@ -1,6 +1,9 @@
 """Holdout evaluation: metrics and baselines per task on the same rows, plots, importance.
 
-Binary (``ordered``): the base rate (prior) and recency/frequency. Regression
+Binary (``ordered``): the base rate (prior), recency/frequency, and BG/NBD (Fader,
+Hardie & Lee 2005; jobs/training/btyd.py) fitted on the holdout date's own history
+(every customer's repeat order days, recency and age before that as-of date, read from
+the point-in-time features) and predicting an order in the horizon. Regression
 (``spend``): the training period's mean amount (prior) and the customer's last-365-day
 spend scaled to the horizon (``monetary_365d``: "spends at the same pace as last year").
 """
@@ -13,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from jobs.training.btyd import fit_bg_nbd, probability_of_order
 from jobs.training.metrics import binary_metrics, calibration_table
 from jobs.training.metrics_regression import regression_metrics
 from schemas.models import ModelTask
@@ -38,10 +42,30 @@ def filled_metrics(task: ModelTask, y_true: np.ndarray, scores: np.ndarray) -> d
     return task_metrics(task, y_true, np.nan_to_num(scores, nan=_NAN_FILL[task]))
 
 
-def baseline_scores(frame: pd.DataFrame, *, prior: float) -> dict[str, np.ndarray]:
-    """Scores of the two baselines every model must beat: the base rate and recency/frequency."""
+def bg_nbd_scores(frame: pd.DataFrame, *, horizon_days: int) -> np.ndarray:
+    """BG/NBD's P(an order in the next ``horizon_days``), fitted on ``frame``'s histories.
+
+    From the features at the rows' as-of date: repeat order days ``x = order_days_all - 1``,
+    age ``T = tenure_days`` and recency ``t_x = tenure_days - recency_days`` (days).
+    """
+    T = frame["tenure_days"].to_numpy(float)
+    x = np.maximum(frame["order_days_all"].to_numpy(float) - 1.0, 0.0)
+    t_x = np.clip(T - frame["recency_days"].to_numpy(float), 0.0, T)
+    t_x = np.where(x > 0, t_x, 0.0)
+    params = fit_bg_nbd(x, t_x, T)
+    return probability_of_order(params, x, t_x, T, horizon=float(horizon_days))
+
+
+def baseline_scores(
+    frame: pd.DataFrame, *, prior: float, horizon_days: int = 30
+) -> dict[str, np.ndarray]:
+    """Scores of the baselines every model must beat: base rate, recency/frequency, BG/NBD."""
     rf = frame["frequency_365d"].to_numpy(float) / (1.0 + frame["recency_days"].to_numpy(float))
-    return {"prior": np.full(len(frame), prior), "recency_frequency": rf}
+    return {
+        "prior": np.full(len(frame), prior),
+        "recency_frequency": rf,
+        "bg_nbd": bg_nbd_scores(frame, horizon_days=horizon_days),
+    }
 
 
 def regression_baseline_scores(
@@ -58,7 +82,7 @@ def task_baseline_scores(
     """The baselines of a model on customer features, by task, scored on ``holdout``."""
     if task == "regression":
         return regression_baseline_scores(holdout, prior=prior, horizon_days=horizon_days)
-    return baseline_scores(holdout, prior=prior)
+    return baseline_scores(holdout, prior=prior, horizon_days=horizon_days)
 
 
 def baseline_metrics(

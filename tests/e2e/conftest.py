@@ -12,7 +12,9 @@ import pytest
 from schemas.settings import Settings
 from tests.api.helpers import start_api
 
-SCORE_DATE = dt.date(1997, 10, 1)
+# The first night a model beats recency/frequency on the purged CDNOW holdout (python -m bench
+# quality: on 1997-10-01 neither LightGBM nor BG/NBD does, and the gate rightly refuses).
+SCORE_DATE = dt.date(1997, 11, 1)
 
 
 @pytest.fixture(scope="session")

@@ -161,7 +161,7 @@ def test_first_model_beats_both_baselines_and_becomes_champion(scenario: dict[st
     r1 = scenario["r1"]
     assert r1.decision.promote, r1.decision.reason
     assert scenario["champion_after_r1"] == r1.version
-    for name in ("prior", "recency_frequency"):
+    for name in ("prior", "recency_frequency", "bg_nbd"):
         assert r1.metrics["roc_auc"] > r1.baselines[name]["roc_auc"], name
 
 
