@@ -1,4 +1,5 @@
-"""The nightly HTML report: coverage, score distribution, drift, champion vs challenger, sync.
+"""The nightly HTML report: coverage, score distribution, drift, champion vs challenger, the
+latest gate decision with its interval, sync.
 
 Self-contained HTML (plots embedded as PNG), written to
 ``<data_dir>/reports/<score_date>/nightly.html`` and linked from the Dagster run.
@@ -10,6 +11,7 @@ import base64
 import datetime as dt
 import html
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,12 @@ from jobs.monitoring.psi import population_stability_index
 from jobs.platform import read_table, table_exists, table_version
 from schemas.features import FEATURE_NAMES
 from schemas.settings import Settings
-from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+from schemas.tables import (
+    CUSTOMER_FEATURES,
+    GATE_DECISIONS,
+    PREDICTIONS_CURRENT,
+    PREDICTIONS_HISTORY,
+)
 
 # The sync's figures the report shows, in this order, with their labels.
 SYNC_ROWS = {
@@ -51,6 +58,7 @@ class NightReport:
     score_psi: float | None
     feature_psi: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, float] | None = None
+    gate: dict[str, str] | None = None  # the primary model's latest gate decision
 
     @property
     def coverage(self) -> float:
@@ -113,6 +121,7 @@ def build_night_report(
         score_psi=score_psi,
         feature_psi=feature_psi,
         challenger=versus,
+        gate=latest_gate_decision(spark, settings),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -121,6 +130,40 @@ def build_night_report(
         )
     )
     return report
+
+
+def latest_gate_decision(spark: SparkSession, settings: Settings) -> dict[str, str] | None:
+    """The primary model's latest ``models.gate_decisions`` row, with its intervals, as text."""
+    if not table_exists(spark, settings, GATE_DECISIONS):
+        return None
+    rows = (
+        read_table(spark, settings, GATE_DECISIONS)
+        .where(F.col("model_name") == settings.model.name)
+        .orderBy(F.col("decided_at").desc())
+        .limit(1)
+        .collect()
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    out = {
+        "decided at": f"{row.decided_at:%Y-%m-%d %H:%M} UTC",
+        "candidate version": str(row.candidate_version),
+        "champion version then": str(row.champion_version or "none"),
+        "verdict": str(row.verdict),
+        "reason": str(row.reason),
+        "holdout as-of date": str(row.holdout_as_of_date),
+        "holdout rows": f"{row.holdout_rows:,}",
+    }
+    comparison = json.loads(row.metrics_json).get("comparison") or {}
+    for role in ("primary", "secondary"):
+        iv = comparison.get(role)
+        if iv:
+            out[f"{iv['metric']} change, challenger - champion"] = (
+                f"{iv['estimate']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] "
+                f"({iv['confidence']:.0%}, {iv['resamples']} paired bootstrap resamples)"
+            )
+    return out
 
 
 def _scores(history: Any, day: dt.date | None) -> pd.DataFrame:
@@ -237,6 +280,14 @@ def _render(
         plt.close(fig)
     else:
         parts.append("<h2>Champion vs challenger</h2><p>No challenger was scored this night.</p>")
+    if report.gate:
+        rows = "".join(
+            f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+            for k, v in report.gate.items()
+        )
+        parts.append(f"<h2>Gate</h2><table>{rows}</table>")
+    else:
+        parts.append("<h2>Gate</h2><p>No gate decision is recorded for this model.</p>")
     if sync:
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{html.escape(str(sync[key]))}</td></tr>"

@@ -123,9 +123,13 @@ def test_the_night_report_is_written_and_linked(settings: Settings, night: Any) 
         "Score distribution",
         "Feature drift",
         "Champion vs challenger",
+        "Gate",
         "Sync",
     ):
         assert f"<h2>{section}</h2>" in page
+    gate = page.split("<h2>Gate</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<td>verdict</td><td>promote</td>" in gate  # the night's first model
+    assert "<td>champion version then</td><td>none</td>" in gate
     assert "data:image/png;base64," in page
     assert metadata["coverage"].value == 1.0
 
