@@ -11,6 +11,7 @@ BENCHMARKS: dict[str, str] = {
     "features": "bench.bench_features",
     "contracts": "bench.bench_contracts",
     "scoring": "bench.bench_scoring",
+    "quality": "bench.bench_quality",
 }
 
 
