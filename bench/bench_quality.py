@@ -6,7 +6,9 @@ beside the prior, recency/frequency and BG/NBD (jobs/training/btyd.py). Printed 
 date: ROC AUC and top-decile lift of each, and the paired bootstrap interval of the
 champion's AUC minus BG/NBD's (the gate's interval, jobs/training/bootstrap.py), and the
 interval of the same model retrained with another seed (the noise the gate's margin,
-``gate.min_auc_gain``, must stand above).
+``gate.min_auc_gain``, must stand above). When a training set hits
+``model.max_training_rows``, the holdout AUC of a model trained at half the cap (the
+learning curve the cap's default is judged by).
 Two data sets: the bundled CDNOW orders and synthetic customers.
 
     python -m bench quality [--synthetic-customers 100000] [--dates 1997-10-01,...]
@@ -19,6 +21,9 @@ import datetime as dt
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from bench.common import Report
 from jobs.lakehouse.ingest import cdnow_path, ingest_landing, ingest_orders
@@ -76,7 +81,23 @@ def judge(spark: Any, settings: Settings, score_date: dt.date) -> dict[str, Any]
         confidence=gate.confidence,
         seed=gate.bootstrap_seed,
     ).primary
+    # Learning curve: when the cap binds, the holdout AUC at half the cap.
+    half_auc = None
+    if data.sample is not None and data.sample.fraction < 1.0:
+        cfg = settings.model
+        halved = settings.model_copy(
+            update={
+                "model": cfg.model_copy(update={"max_training_rows": cfg.max_training_rows // 2})
+            }
+        )
+        small = load_training_data(spark, halved, definition=definition, score_date=score_date)
+        half = fit_candidate(small, definition=definition, settings=halved)
+        # Judged on the full-cap holdout rows, so both points of the curve see the same rows.
+        scores = np.asarray(half.booster.predict(candidate.inputs), dtype=float)
+        half_auc = float(roc_auc_score(y, scores))
     return {
+        "sample_fraction": None if data.sample is None else data.sample.fraction,
+        "auc_at_half_cap": half_auc,
         "reseed": noise.as_json(),
         "date": score_date.isoformat(),
         "holdout": data.split.holdout.isoformat(),
@@ -92,7 +113,8 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     head = (
         f"{'score date':<11} {'holdout':<11} {'model AUC':>9} {'lift':>5} {'BG/NBD AUC':>10} "
         f"{'lift':>5} {'rec/freq AUC':>12} {'lift':>5} {'prior AUC':>9} {'lift':>5}  "
-        "model - BG/NBD AUC [95% interval]   reseeded - model AUC [95% interval]"
+        "model - BG/NBD AUC [95% interval]   reseeded - model AUC [95% interval]   "
+        "AUC at half the row cap"
     )
     print(head)
     for r in rows:
@@ -106,6 +128,7 @@ def print_table(title: str, rows: list[dict[str, Any]]) -> None:
             f"{b['prior']['roc_auc']:9.4f} {b['prior']['lift_top_decile']:5.2f}  "
             f"{iv['estimate']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}]   "
             f"{r['reseed']['estimate']:+.4f} [{r['reseed']['low']:+.4f}, {r['reseed']['high']:+.4f}]"
+            f"   {'cap not reached' if r['auc_at_half_cap'] is None else format(r['auc_at_half_cap'], '.4f')}"
         )
 
 
