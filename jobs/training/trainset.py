@@ -142,15 +142,15 @@ def training_split(
     if not evaluable or (len(train) < len(wanted) and not (allow_fewer and train)):
         first = "none" if first_order_date is None else first_order_date.isoformat()
         lacking = (
-            f"only {len(train)} of the {len(wanted)} training dates"
+            f"only {len(train)} of the {len(wanted)} training dates have history"
             if evaluable
-            else f"not the {'holdout' if not usable(holdout) else 'validation'} date"
+            else f"the {'holdout' if not usable(holdout) else 'validation'} date has no history"
         )
         raise NotEnoughHistoryError(
             f"not enough history before {score_date} for {n_dates} as-of dates with a "
             f"{horizon_days}-day horizon: the purged split needs training dates "
             f"{wanted[0]}..{wanted[-1]} (every {step_days} days), validation {validation} and "
-            f"holdout {holdout}; the first order is on {first}, so {lacking} have history. "
+            f"holdout {holdout}; the first order is on {first}, so {lacking}. "
             "Lower model.training_dates or model.training_step_days, or set "
             "model.allow_fewer_training_dates to train on the usable dates"
         )

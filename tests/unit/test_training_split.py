@@ -73,7 +73,7 @@ def test_fewer_dates_only_when_the_settings_allow_it() -> None:
 
 
 def test_no_history_for_the_holdout_fails_even_when_fewer_are_allowed() -> None:
-    with pytest.raises(NotEnoughHistoryError, match="not the validation date"):
+    with pytest.raises(NotEnoughHistoryError, match="the validation date has no history"):
         training_split(
             SCORE,
             horizon_days=30,
