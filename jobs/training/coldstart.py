@@ -30,11 +30,11 @@ from jobs.training.trainset import (
     Lineage,
     TrainingData,
     check_periods,
+    configured_split,
     customers_before,
     first_order_dates,
     sample_rows,
     to_frame,
-    training_split,
 )
 from schemas.coldstart import (
     CATEGORICAL,
@@ -99,13 +99,8 @@ def load_coldstart_data(
             )
         )
     firsts = first_order_dates(orders)
-    split = training_split(
-        score_date,
-        horizon_days=cfg.horizon_days,
-        n_dates=cfg.training_dates,
-        step_days=cfg.training_step_days,
-        first_order_date=min(firsts, default=None),
-        allow_fewer=cfg.allow_fewer_training_dates,
+    split = configured_split(
+        settings, score_date=score_date, horizon_days=cfg.horizon_days, firsts=firsts
     )
     horizon = cfg.horizon_days
     parts = [coldstart_rows(orders, customers, as_of=d, horizon_days=horizon) for d in split.dates]

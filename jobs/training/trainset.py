@@ -238,6 +238,21 @@ def first_order_dates(orders: DataFrame) -> dict[dt.date, int]:
     }
 
 
+def configured_split(
+    settings: Settings, *, score_date: dt.date, horizon_days: int, firsts: dict[dt.date, int]
+) -> TrainingSplit:
+    """``training_split`` with the model settings' dates, for orders whose first days are ``firsts``."""
+    cfg = settings.model
+    return training_split(
+        score_date,
+        horizon_days=horizon_days,
+        n_dates=cfg.training_dates,
+        step_days=cfg.training_step_days,
+        first_order_date=min(firsts, default=None),
+        allow_fewer=cfg.allow_fewer_training_dates,
+    )
+
+
 def customers_before(firsts: dict[dt.date, int], as_of: dt.date) -> int:
     """Customers with an order before ``as_of``: the feature rows of that as-of date."""
     return sum(n for day, n in firsts.items() if day < as_of)
@@ -291,13 +306,8 @@ def load_training_data(
     try:
         rows = orders.count()
         firsts = first_order_dates(orders)
-        split = training_split(
-            score_date,
-            horizon_days=definition.horizon_days,
-            n_dates=cfg.training_dates,
-            step_days=cfg.training_step_days,
-            first_order_date=min(firsts, default=None),
-            allow_fewer=cfg.allow_fewer_training_dates,
+        split = configured_split(
+            settings, score_date=score_date, horizon_days=definition.horizon_days, firsts=firsts
         )
         full = build_training_set(
             orders,
