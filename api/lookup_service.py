@@ -30,16 +30,19 @@ def today() -> dt.date:
 # ---------------------------------------------------------------- lookups (read, then tiers)
 
 
+async def _read_one(services: Services, customer_id: str) -> tuple[Any, bool]:
+    """``(document or None, degraded)``: degraded when the store could not answer."""
+    try:
+        return await services.reader.get(customer_id), False
+    except StoreUnavailableError:
+        return None, True
+
+
 async def single_lookup(
     services: Services, *, customer_id: str, model: str | None
 ) -> CustomerPredictions:
     """All models of one customer (or only ``model``)."""
-    degraded = False
-    document = None
-    try:
-        document = await services.reader.get(customer_id)
-    except StoreUnavailableError:
-        degraded = True
+    document, degraded = await _read_one(services, customer_id)
     hit = document is not None and model is not None and model in document.get("models", {})
     priors = {} if hit else await _priors(services)
     return answer(
@@ -84,12 +87,7 @@ async def coldstart_lookup(
     services: Services, *, customer_id: str, context: ColdStartContext
 ) -> CustomerPredictions:
     """The main model for a customer the website describes: batch score, cold-start model, prior."""
-    degraded = False
-    document = None
-    try:
-        document = await services.reader.get(customer_id)
-    except StoreUnavailableError:
-        degraded = True
+    document, degraded = await _read_one(services, customer_id)
     model = services.models.current
     name = services.settings.model.name
     has_batch = document is not None and name in (document.get("models") or {})
