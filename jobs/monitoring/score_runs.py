@@ -68,8 +68,11 @@ class ScoreRun:
     recorded_at: dt.datetime
 
     @property
-    def feature_psi(self) -> dict[str, float]:
-        return {k: float(v) for k, v in json.loads(self.feature_psi_json).items()}
+    def feature_psi(self) -> dict[str, float | None]:
+        """PSI per drift feature; None where it is undefined (no rows on either date)."""
+        return {
+            k: None if v is None else float(v) for k, v in json.loads(self.feature_psi_json).items()
+        }
 
 
 def champion_scores(
@@ -116,7 +119,7 @@ def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResul
         spark, settings, score_date=result.score_date, version=result.history_version
     )
     score_psi: float | None = None
-    feature_psi: dict[str, float] = {}
+    feature_psi: dict[str, float | None] = {}
     if previous is not None:
         before = _column(
             champion_scores(spark, settings, score_date=previous, version=result.history_version),
@@ -128,7 +131,7 @@ def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResul
         earlier = features.where(F.col("as_of_date") == F.lit(previous))
         for name in names:
             psi = population_stability_index(_column(earlier, name), _column(today, name))
-            feature_psi[name] = 0.0 if math.isnan(psi) else psi
+            feature_psi[name] = None if math.isnan(psi) else psi  # NaN: no rows on either date
     quantiles = (
         dict(zip(QUANTILES, np.quantile(valid, list(QUANTILES.values())), strict=True))
         if valid.size
@@ -205,7 +208,7 @@ def limit_failures(run: ScoreRun, settings: Settings) -> dict[str, str]:
     drift += [
         f"{name} PSI {psi:.3f} > {cfg.max_feature_psi}"
         for name, psi in run.feature_psi.items()
-        if psi > cfg.max_feature_psi
+        if psi is not None and psi > cfg.max_feature_psi
     ]
     if drift:
         out["drift"] = f"against {run.previous_score_date}: " + "; ".join(drift)

@@ -6,8 +6,10 @@ import datetime as dt
 import json
 import math
 
+import numpy as np
 import pytest
 
+from jobs.monitoring.psi import population_stability_index
 from jobs.monitoring.score_runs import ScoreRun, limit_failures
 from jobs.ops.backfill import score_dates
 from schemas.settings import Settings
@@ -51,6 +53,20 @@ def test_score_and_feature_drift_are_named() -> None:
     run = _run(score_psi=0.4, feature_psi_json=json.dumps({"recency_days": math.inf, "x": 0.1}))
     drift = limit_failures(run, Settings())["drift"]
     assert "score PSI 0.400" in drift and "recency_days PSI inf" in drift and "x PSI" not in drift
+
+
+def test_a_feature_gone_all_null_fails_the_drift_limit() -> None:
+    values = np.random.default_rng(0).normal(size=1_000)
+    psi = population_stability_index(values, np.full(1_000, np.nan))
+    run = _run(feature_psi_json=json.dumps({"recency_days": psi, "x": 0.1}))
+    drift = limit_failures(run, Settings())["drift"]
+    assert "recency_days PSI" in drift and "x PSI" not in drift
+
+
+def test_an_undefined_feature_psi_is_none_not_zero() -> None:
+    run = _run(feature_psi_json=json.dumps({"recency_days": None, "x": 0.1}))
+    assert run.feature_psi == {"recency_days": None, "x": 0.1}
+    assert limit_failures(run, Settings()) == {}  # no rows on either date: nothing compared
 
 
 def test_first_run_has_no_drift_reference() -> None:
