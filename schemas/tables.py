@@ -176,9 +176,24 @@ SCORE_RUNS = TableSpec(
         "score_p01 DOUBLE, score_p10 DOUBLE, score_p50 DOUBLE, score_p90 DOUBLE, "
         "score_p99 DOUBLE, score_mean DOUBLE, previous_score_date DATE, score_psi DOUBLE, "
         "feature_psi_json STRING, duration_s DOUBLE, feature_table_version BIGINT, "
-        "history_version BIGINT, recorded_at TIMESTAMP"
+        "history_version BIGINT, recorded_at TIMESTAMP, rows_by_model_json STRING, audit_json STRING"
     ),
-    description="One row per scoring run: coverage, score quantiles, drift against the previous run.",
+    description=(
+        "One row per scoring run: coverage, score quantiles, drift against the previous run, "
+        "and each model's champion rows and distinct customers in history (the audit's counts)."
+    ),
+)
+
+PUBLICATIONS = TableSpec(
+    name="monitoring.publications",
+    ddl=(
+        "run_id STRING, score_date DATE, modes_json STRING, history_version BIGINT, "
+        "current_version BIGINT, how STRING, published_at TIMESTAMP"
+    ),
+    description=(
+        "One row per scoring run published to predictions.current (append-only): a run "
+        "in monitoring.score_runs without a row here failed its audit and was held back."
+    ),
 )
 
 BACKTESTS = TableSpec(
@@ -191,4 +206,4 @@ BACKTESTS = TableSpec(
     description="Realised AUC and lift of a score date's predictions once its labels matured.",
 )
 
-ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, BACKTESTS)
+ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, PUBLICATIONS, BACKTESTS)

@@ -14,6 +14,7 @@ from jobs.monitoring.retrain_triggers import (
     retrain_reason,
 )
 from jobs.monitoring.score_runs import (
+    ScoreRun,
     champion_scores,
     limit_failures,
     read_score_run,
@@ -23,6 +24,7 @@ from jobs.monitoring.score_runs import (
 __all__ = [
     "BacktestQuality",
     "RunDrift",
+    "ScoreRun",
     "build_night_report",
     "champion_scores",
     "histogram_markdown",

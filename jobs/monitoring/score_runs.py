@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from pyspark.sql import DataFrame, SparkSession
@@ -32,6 +32,7 @@ from schemas.settings import Settings, primary_definition
 from schemas.tables import (
     CUSTOMER_FEATURES,
     PREDICTIONS_HISTORY,
+    PUBLICATIONS,
     SCORE_RUNS,
 )
 
@@ -66,6 +67,16 @@ class ScoreRun:
     feature_table_version: int
     history_version: int
     recorded_at: dt.datetime
+    # Each champion model's rows and distinct customers for the date in history, counted
+    # from the table at ``history_version`` (None on rows recorded before the audit had them).
+    rows_by_model_json: str | None = None
+    # The limits the run broke when it was recorded ({} passed: it may be published; None
+    # on rows recorded before the audit was kept).
+    audit_json: str | None = None
+
+    @property
+    def rows_by_model(self) -> dict[str, dict[str, int]]:
+        return json.loads(self.rows_by_model_json) if self.rows_by_model_json else {}
 
     @property
     def feature_psi(self) -> dict[str, float | None]:
@@ -88,18 +99,40 @@ def champion_scores(
 def previous_score_date(
     spark: SparkSession, settings: Settings, *, score_date: dt.date, version: int | None = None
 ) -> dt.date | None:
-    """The latest date before ``score_date`` the champion scored (the drift reference)."""
-    history = read_table(spark, settings, PREDICTIONS_HISTORY, version=version)
-    row = (
-        history.where(
-            (F.col("score_date") < F.lit(score_date))
-            & (F.col("model_name") == settings.model.name)
-            & (F.col("model_role") == CHAMPION)
-        )
-        .agg(F.max("score_date"))
-        .first()
+    """The latest date before ``score_date`` the champion scored (the drift reference),
+    skipping nights held back by their audit: a feature that went null two nights running
+    is compared with the last good night, not with the first bad one."""
+    history = read_table(spark, settings, PREDICTIONS_HISTORY, version=version).where(
+        (F.col("score_date") < F.lit(score_date))
+        & (F.col("model_name") == settings.model.name)
+        & (F.col("model_role") == CHAMPION)
     )
+    held = held_dates(spark, settings)
+    if held:
+        history = history.where(~F.col("score_date").isin(held))
+    row = history.agg(F.max("score_date")).first()
     return None if row is None else row[0]
+
+
+def held_dates(spark: SparkSession, settings: Settings) -> list[dt.date]:
+    """Score dates whose every recorded run failed its audit and none was published since."""
+    if not table_exists(spark, settings, SCORE_RUNS):
+        return []
+    runs = read_table(spark, settings, SCORE_RUNS)
+    if "audit_json" not in runs.columns:
+        return []
+    passed = F.col("audit_json").isNull() | (F.col("audit_json") == "{}")
+    if table_exists(spark, settings, PUBLICATIONS):
+        out = read_table(spark, settings, PUBLICATIONS).select("run_id").distinct()
+        runs = runs.join(out.withColumn("published", F.lit(True)), "run_id", "left")
+        passed = passed | F.col("published").isNotNull()
+    rows = (
+        runs.groupBy("score_date")
+        .agg(F.max(passed.cast("int")).alias("ok"))
+        .where(F.col("ok") == 0)
+        .collect()
+    )
+    return sorted(r["score_date"] for r in rows)
 
 
 def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResult) -> ScoreRun:
@@ -115,6 +148,16 @@ def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResul
     features = read_table(spark, settings, CUSTOMER_FEATURES, version=result.feature_table_version)
     today = features.where(F.col("as_of_date") == F.lit(result.score_date))
     known = today.count()
+    rows_by_model = {
+        row["model_name"]: {"rows": int(row["rows"]), "customers": int(row["customers"])}
+        for row in read_table(spark, settings, PREDICTIONS_HISTORY, version=result.history_version)
+        .where(
+            (F.col("score_date") == F.lit(result.score_date)) & (F.col("model_role") == CHAMPION)
+        )
+        .groupBy("model_name")
+        .agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("customer_id").alias("customers"))
+        .collect()
+    }
     previous = previous_score_date(
         spark, settings, score_date=result.score_date, version=result.history_version
     )
@@ -145,7 +188,11 @@ def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResul
         customers_known=known,
         customers_scored=int(valid.size),
         coverage=float(valid.size / known) if known else 0.0,
-        **{k: float(v) for k, v in quantiles.items()},
+        score_p01=float(quantiles["score_p01"]),
+        score_p10=float(quantiles["score_p10"]),
+        score_p50=float(quantiles["score_p50"]),
+        score_p90=float(quantiles["score_p90"]),
+        score_p99=float(quantiles["score_p99"]),
         score_mean=float(valid.mean()) if valid.size else math.nan,
         previous_score_date=previous,
         score_psi=score_psi,
@@ -154,6 +201,7 @@ def summarize_run(spark: SparkSession, settings: Settings, *, result: ScoreResul
         feature_table_version=result.feature_table_version,
         history_version=result.history_version,
         recorded_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        rows_by_model_json=json.dumps(rows_by_model, sort_keys=True),
     )
 
 
@@ -169,12 +217,14 @@ def top_features(settings: Settings, *, version: str) -> list[str]:
 def record_score_run(spark: SparkSession, settings: Settings, *, result: ScoreResult) -> ScoreRun:
     """Summarize the run and write its row (a retry of the same run replaces its row)."""
     run = summarize_run(spark, settings, result=result)
+    run = replace(run, audit_json=json.dumps(limit_failures(run, settings), sort_keys=True))
     ensure_table(spark, settings, SCORE_RUNS)
     frame = spark.createDataFrame([tuple(asdict(run).values())], SCORE_RUNS.ddl)
     (
         frame.write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", f"run_id = '{run.run_id}'")
+        .option("mergeSchema", "true")  # tables recorded before a column was added gain it
         .save(table_path(settings, SCORE_RUNS))
     )
     return run
@@ -194,9 +244,16 @@ def read_score_run(
 
 
 def limit_failures(run: ScoreRun, settings: Settings) -> dict[str, str]:
-    """``{"coverage" | "drift": reason}`` for each configured limit the run breaks."""
+    """``{"coverage" | "drift" | "rows": reason}`` for each limit the run breaks.
+
+    ``rows``: every champion model wrote exactly one row per customer of the feature
+    partition (rows counted in history, customers in the features: two independent counts).
+    """
     cfg = settings.scoring
     out: dict[str, str] = {}
+    rows = rows_failures(run)
+    if rows:
+        out["rows"] = "; ".join(rows)
     if run.coverage < cfg.min_coverage:
         out["coverage"] = (
             f"coverage {run.coverage:.4f} ({run.customers_scored} of {run.customers_known} "
@@ -212,6 +269,27 @@ def limit_failures(run: ScoreRun, settings: Settings) -> dict[str, str]:
     ]
     if drift:
         out["drift"] = f"against {run.previous_score_date}: " + "; ".join(drift)
+    return out
+
+
+def rows_failures(run: ScoreRun) -> list[str]:
+    """What is wrong with the run's row counts (empty: every model wrote every customer once)."""
+    counts = run.rows_by_model
+    if run.rows_by_model_json is None:
+        return []  # recorded before these counts existed: nothing to judge
+    if run.model_name not in counts:
+        return [f"{run.model_name} wrote no champion row for {run.score_date}"]
+    out = []
+    for model, count in sorted(counts.items()):
+        if count["rows"] != run.customers_known:
+            out.append(
+                f"{model} wrote {count['rows']} rows for {run.customers_known} customers "
+                "in the feature partition"
+            )
+        if count["customers"] != count["rows"]:
+            out.append(
+                f"{model} scored {count['rows'] - count['customers']} customers more than once"
+            )
     return out
 
 

@@ -1,8 +1,10 @@
 """Score a range of past dates, skipping dates already scored with the same champion version.
 
 ``python -m jobs.ops.backfill --start 1997-06-01 --end 1997-06-30 [--step-days 7] [--force]``.
-Dates are scored oldest first; each is recorded in ``monitoring.score_runs``. A date
-is skipped when its champion rows in history were all made by the champion version
+Dates are scored oldest first; each is recorded in ``monitoring.score_runs``, audited
+and published to ``predictions.current`` only if its audit passed: a date that fails is
+held (its scores stay in history, ``lakescore publish`` after a review) and the backfill
+goes on with the next date, exiting non-zero at the end. A date is skipped when its champion rows in history were all made by the champion version
 the registry points at now (``--force`` scores it anyway).
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from jobs.ops.score import AuditFailedError, score_audited
 from jobs.platform import CHAMPION, configure_mlflow, read_table, table_exists, version_by_alias
 from jobs.scoring import ScoreResult, ScoringError, score_date
 from schemas.settings import Settings, get_settings
@@ -23,8 +26,9 @@ from schemas.tables import PREDICTIONS_HISTORY
 
 @dataclass(kw_only=True)
 class BackfillResult:
-    scored: list[ScoreResult] = field(default_factory=list)
+    scored: list[ScoreResult] = field(default_factory=list)  # published
     skipped: list[dt.date] = field(default_factory=list)
+    held: list[AuditFailedError] = field(default_factory=list)  # scored, failed the audit
 
 
 def score_dates(start: dt.date, end: dt.date, *, step_days: int = 1) -> list[dt.date]:
@@ -79,11 +83,14 @@ def backfill(
         if done.get(day) == {str(champion.version)}:
             result.skipped.append(day)
             continue
-        scored = score_date(spark, settings, score_date=day)
-        if record:
-            from jobs.monitoring import record_score_run
-
-            record_score_run(spark, settings, result=scored)
+        if record:  # written, audited, published unless the audit failed
+            try:
+                scored = score_audited(spark, settings, score_date=day).result
+            except AuditFailedError as exc:
+                result.held.append(exc)
+                continue
+        else:
+            scored = score_date(spark, settings, score_date=day)
         result.scored.append(scored)
     return result
 
@@ -108,6 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"scored {[r.score_date.isoformat() for r in out.scored]}")
     print(f"skipped (same champion version) {[d.isoformat() for d in out.skipped]}")
+    for held in out.held:
+        print(f"held: {held}")
+    if out.held:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,22 @@
 
 from __future__ import annotations
 
-from jobs.scoring.run import ScoreResult, ScoringError, score_date
+from jobs.scoring.run import (
+    Publication,
+    ScoreResult,
+    ScoringError,
+    publish_run,
+    published,
+    score_date,
+    score_history,
+)
 
-__all__ = ["ScoreResult", "ScoringError", "score_date"]
+__all__ = [
+    "Publication",
+    "ScoreResult",
+    "ScoringError",
+    "publish_run",
+    "published",
+    "score_date",
+    "score_history",
+]

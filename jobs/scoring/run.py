@@ -6,21 +6,24 @@ whose registered model has a champion (the others are skipped with a logged note
 One pass over the feature partition scores it with every model to score (each
 champion, and its challenger in shadow), each on its own feature columns, into
 ``predictions.history`` in one commit (append-only; a re-run replaces exactly D's
-rows of the models scored). ``predictions.current`` is then updated per model from
-the champion rows just written (no second scoring pass); an older score date never
-overwrites a newer one. Everything that can fail (missing partition, missing
-primary alias, features that do not fit a model) fails before anything is written.
+rows of the models scored): ``score_history``. Only once the night's audit passed
+(jobs/monitoring/audit.py) does ``publish_run`` update ``predictions.current`` per model
+from the champion rows just written (no second scoring pass); an older score date never
+overwrites a newer one. Everything that can fail (missing partition, missing primary
+alias, features that do not fit a model) fails before anything is written.
 
-The job alone, with its run record: ``python -m jobs.ops.score`` (jobs/ops/score.py).
+Write, audit, publish as one call: ``jobs.ops.score.score_audited``; the job alone, with
+its run record: ``python -m jobs.ops.score`` (jobs/ops/score.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -40,9 +43,19 @@ from jobs.scoring.compiled_trees import compile_ahead
 from jobs.scoring.current import update_current
 from jobs.scoring.files import RowGroup, feature_row_groups
 from jobs.scoring.models import ModelToScore, check_features, feature_columns, resolve_models
-from jobs.scoring.transform import score_batches, score_row_groups
+from jobs.scoring.transform import (
+    PredictorTally,
+    predictor_tally,
+    score_batches,
+    score_row_groups,
+)
 from schemas.settings import Settings
-from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+from schemas.tables import (
+    CUSTOMER_FEATURES,
+    PREDICTIONS_CURRENT,
+    PREDICTIONS_HISTORY,
+    PUBLICATIONS,
+)
 
 log = logging.getLogger("lakescore.score")
 _ARROW_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -73,8 +86,8 @@ class ScoreResult:
     models: dict[str, str] = field(default_factory=dict)
     current_modes: dict[str, str] = field(default_factory=dict)
     skipped_models: tuple[str, ...] = ()  # additional definitions without a champion yet
-    # How each model scored ("name/role" -> "compiled" or "lightgbm", as the driver found it).
-    predictors: dict[str, str] = field(default_factory=dict)
+    # How the tasks scored each model: "name/role" -> {"compiled" | "lightgbm": rows}.
+    predictors: dict[str, dict[str, int]] = field(default_factory=dict)
     # What read the feature partition for scoring: "pyarrow" (its row groups, in the
     # Python workers: jobs.scoring.files) or "spark" (Spark's scan).
     feature_reader: str = ""
@@ -83,6 +96,27 @@ class ScoreResult:
 def score_date(
     spark: SparkSession, settings: Settings, *, score_date: dt.date, run_id: str | None = None
 ) -> ScoreResult:
+    """Write the night's scores to history and publish them to current, unaudited.
+
+    The nightly pipeline, ``python -m jobs.ops.score`` and the backfill audit between the
+    two steps (``jobs.ops.score.score_audited``); this is for callers that do not."""
+    written = score_history(spark, settings, score_date=score_date, run_id=run_id)
+    publication = publish_run(
+        spark,
+        settings,
+        score_date=score_date,
+        run_id=written.run_id,
+        history_version=written.history_version,
+        how="unaudited",
+    )
+    return published(written, publication)
+
+
+def score_history(
+    spark: SparkSession, settings: Settings, *, score_date: dt.date, run_id: str | None = None
+) -> ScoreResult:
+    """Score every customer of ``score_date`` with every model into ``predictions.history``
+    (one commit); ``predictions.current`` is not touched (``publish_run`` does that)."""
     started = time.perf_counter()
     run_id = run_id or uuid.uuid4().hex
     model_name = settings.model.name
@@ -105,13 +139,11 @@ def score_date(
     ensure_table(spark, settings, PREDICTIONS_HISTORY)
     ensure_table(spark, settings, PREDICTIONS_CURRENT)
     cache_dir = compiled_cache_dir(settings)
-    predictors = {
-        f"{m.model_name}/{m.role}": "lightgbm"
-        if cache_dir is None
-        else compile_ahead(m.booster.model_to_string(), cache_dir=cache_dir)
-        for m in models
-    }
+    if cache_dir is not None:
+        for m in models:  # compiled once here, so that the tasks find it in the cache
+            compile_ahead(m.booster.model_to_string(), cache_dir=cache_dir)
     seconds["compile"] = time.perf_counter() - started - sum(seconds.values())
+    tally = predictor_tally(spark)
     rows = prediction_rows(
         spark,
         features,
@@ -122,6 +154,7 @@ def score_date(
         compiled_cache_dir=cache_dir,
         row_groups=row_groups,
         batch_rows=settings.scoring.arrow_batch_rows,
+        tally=tally,
     )
     previous = spark.conf.get(_ARROW_BATCH)
     spark.conf.set(_ARROW_BATCH, str(settings.scoring.arrow_batch_rows))
@@ -132,21 +165,6 @@ def score_date(
     finally:
         spark.conf.set(_ARROW_BATCH, previous or "10000")
     seconds["history"] = time.perf_counter() - started - sum(seconds.values())
-    tonight = read_table(spark, settings, PREDICTIONS_HISTORY, version=history_version).where(
-        (F.col("score_date") == F.lit(score_date)) & (F.col("model_role") == CHAMPION)
-    )
-    modes = {
-        name: update_current(
-            spark,
-            settings,
-            tonight.where(F.col("model_name") == name).select(*PREDICTIONS_CURRENT.columns),
-            score_date=score_date,
-            model_name=name,
-            history_version=history_version,
-        )
-        for name in champions
-    }
-    seconds["current"] = time.perf_counter() - started - sum(seconds.values())
     primary = [m for m in models if m.model_name == model_name]
     by_role = {m.role: m.version for m in primary}
     return ScoreResult(
@@ -160,14 +178,128 @@ def score_date(
         history_version=history_version,
         current_version=table_version(spark, settings, PREDICTIONS_CURRENT),
         duration_s=time.perf_counter() - started,
-        current_mode=modes[model_name],
         seconds=seconds,
         models=champions,
-        current_modes=modes,
         skipped_models=tuple(skipped),
-        predictors=predictors,
+        predictors=predictor_rows(tally.value),
         feature_reader="spark" if row_groups is None else "pyarrow",
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Publication:
+    """What publishing a scored night changed in ``predictions.current``."""
+
+    current_version: int
+    modes: dict[str, str]  # model name -> insert, replace or merge
+    seconds: float
+
+
+def publish_run(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    score_date: dt.date,
+    run_id: str,
+    history_version: int | None = None,
+    how: str,
+) -> Publication:
+    """Put a scored night's champion rows into ``predictions.current``, model by model, and
+    record it in ``monitoring.publications`` (``how``: ``audited``, ``reviewed: <note>``...).
+
+    The rows are those of ``run_id`` in history (at ``history_version``, default the
+    latest): if a later run of the date replaced them, ScoringError and nothing changes.
+    An older score date never overwrites a newer one (``update_current``)."""
+    started = time.perf_counter()
+    version = (
+        table_version(spark, settings, PREDICTIONS_HISTORY)
+        if history_version is None
+        else history_version
+    )
+    tonight = read_table(spark, settings, PREDICTIONS_HISTORY, version=version).where(
+        (F.col("score_date") == F.lit(score_date))
+        & (F.col("model_role") == CHAMPION)
+        & (F.col("run_id") == run_id)
+    )
+    names = sorted(r[0] for r in tonight.select("model_name").distinct().collect())
+    if not names:
+        raise ScoringError(
+            f"{PREDICTIONS_HISTORY.name} version {version} holds no champion row of run "
+            f"{run_id} for {score_date.isoformat()}: nothing to publish"
+        )
+    modes = {
+        name: update_current(
+            spark,
+            settings,
+            tonight.where(F.col("model_name") == name).select(*PREDICTIONS_CURRENT.columns),
+            score_date=score_date,
+            model_name=name,
+            history_version=version,
+        )
+        for name in names
+    }
+    current_version = table_version(spark, settings, PREDICTIONS_CURRENT)
+    record_publication(
+        spark,
+        settings,
+        run_id=run_id,
+        score_date=score_date,
+        history_version=version,
+        current_version=current_version,
+        modes=modes,
+        how=how,
+    )
+    return Publication(
+        current_version=current_version, modes=modes, seconds=time.perf_counter() - started
+    )
+
+
+def published(result: ScoreResult, publication: Publication) -> ScoreResult:
+    """``result`` with what its publication changed."""
+    return replace(
+        result,
+        current_version=publication.current_version,
+        current_mode=publication.modes.get(result.model_name, ""),
+        current_modes=publication.modes,
+        seconds={**result.seconds, "current": publication.seconds},
+        duration_s=result.duration_s + publication.seconds,
+    )
+
+
+def record_publication(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    run_id: str,
+    score_date: dt.date,
+    history_version: int,
+    current_version: int,
+    modes: dict[str, str],
+    how: str,
+) -> None:
+    """One ``monitoring.publications`` row (append-only): which run reached current, and how."""
+    ensure_table(spark, settings, PUBLICATIONS)
+    row = (
+        run_id,
+        score_date,
+        json.dumps(modes, sort_keys=True),
+        history_version,
+        current_version,
+        how,
+        dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    )
+    spark.createDataFrame([row], PUBLICATIONS.ddl).write.format("delta").mode("append").save(
+        table_path(settings, PUBLICATIONS)
+    )
+
+
+def predictor_rows(tally: dict[str, int]) -> dict[str, dict[str, int]]:
+    """``{"name/role/predictor": rows}`` from the tasks as ``{"name/role": {predictor: rows}}``."""
+    out: dict[str, dict[str, int]] = {}
+    for key, rows in sorted(tally.items()):
+        model, _, predictor = key.rpartition("/")
+        out.setdefault(model, {})[predictor] = rows
+    return out
 
 
 def compiled_cache_dir(settings: Settings) -> str | None:
@@ -208,6 +340,7 @@ def prediction_rows(
     compiled_cache_dir: str | None = None,
     row_groups: list[RowGroup] | None = None,
     batch_rows: int = 10_000,
+    tally: PredictorTally | None = None,
 ) -> DataFrame:
     """History rows (every model's score for every customer) from the feature rows, read
     from ``row_groups`` by pyarrow when given (the same rows as ``features``), else by Spark."""
@@ -219,6 +352,7 @@ def prediction_rows(
             models=models,
             batch_rows=batch_rows,
             compiled_cache_dir=compiled_cache_dir,
+            tally=tally,
         )
     else:
         # One Python worker per task; give each the cores the other tasks leave idle.
@@ -227,7 +361,11 @@ def prediction_rows(
         tasks = max(1, features.rdd.getNumPartitions())
         threads = max(1, spark.sparkContext.defaultParallelism // tasks)
         scored = score_batches(
-            features, models=models, num_threads=threads, compiled_cache_dir=compiled_cache_dir
+            features,
+            models=models,
+            num_threads=threads,
+            compiled_cache_dir=compiled_cache_dir,
+            tally=tally,
         )
     return scored.select(
         "customer_id",

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pyspark.accumulators import Accumulator, AccumulatorParam
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -25,12 +26,39 @@ from jobs.scoring.files import RowGroup
 from jobs.scoring.models import ModelToScore, feature_columns
 
 
+class _CountsParam(AccumulatorParam[dict[str, int]]):
+    """Adds per-key row counts from the tasks into the driver's dict."""
+
+    def zero(self, value: dict[str, int]) -> dict[str, int]:
+        return {}
+
+    def addInPlace(self, value1: dict[str, int], value2: dict[str, int]) -> dict[str, int]:
+        for key, rows in value2.items():
+            value1[key] = value1.get(key, 0) + rows
+        return value1
+
+
+PredictorTally = Accumulator[dict[str, int]]
+
+
+def predictor_tally(spark: SparkSession) -> PredictorTally:
+    """A tally the scoring tasks add to: ``"name/role/predictor" -> rows`` it scored.
+
+    Counted in the tasks, not decided in the driver: a model the driver compiled but a
+    worker scored with LightGBM (its compiler failed, or the probe disagreed) shows as
+    ``lightgbm``. A retried task adds its rows again, so a total above the rows written
+    means a task ran twice, never that rows were lost.
+    """
+    return spark.sparkContext.accumulator({}, _CountsParam())
+
+
 def score_batches(
     features: DataFrame,
     *,
     models: list[ModelToScore],
     num_threads: int = 1,
     compiled_cache_dir: str | None = None,
+    tally: PredictorTally | None = None,
 ) -> DataFrame:
     """``customer_id, model_name, model_role, model_version, score``: one row per customer and
     model; each model predicts on its own feature columns of the one matrix.
@@ -39,7 +67,9 @@ def score_batches(
     ``jobs.scoring.compiled_trees``), checked against LightGBM on the first rows; None: LightGBM.
     """
     columns = feature_columns(models)
-    predict = _scorer(models, num_threads=num_threads, compiled_cache_dir=compiled_cache_dir)
+    predict = _scorer(
+        models, num_threads=num_threads, compiled_cache_dir=compiled_cache_dir, tally=tally
+    )
     scored = features.select("customer_id", *columns).mapInArrow(
         predict,  # type: ignore[arg-type]
         schema=_SCORED,
@@ -54,6 +84,7 @@ def score_row_groups(
     models: list[ModelToScore],
     batch_rows: int,
     compiled_cache_dir: str | None = None,
+    tally: PredictorTally | None = None,
 ) -> DataFrame:
     """``score_batches`` reading the feature partition's Parquet row groups with pyarrow in
     the Python workers (``jobs.scoring.files``), not through Spark's scan: the same rows
@@ -63,7 +94,10 @@ def score_row_groups(
     tasks = max(1, min(cores, len(row_groups)))
     columns = ["customer_id", *feature_columns(models)]
     predict = _scorer(
-        models, num_threads=max(1, cores // tasks), compiled_cache_dir=compiled_cache_dir
+        models,
+        num_threads=max(1, cores // tasks),
+        compiled_cache_dir=compiled_cache_dir,
+        tally=tally,
     )
 
     def read(units: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -90,7 +124,11 @@ _SCORED = "customer_id STRING, model TINYINT, score DOUBLE"
 
 
 def _scorer(
-    models: list[ModelToScore], *, num_threads: int, compiled_cache_dir: str | None
+    models: list[ModelToScore],
+    *,
+    num_threads: int,
+    compiled_cache_dir: str | None,
+    tally: PredictorTally | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """Record batches holding ``customer_id`` and the feature columns in, one scored batch
     per batch and model out (``customer_id, model, score``; ``model`` indexes ``models``)."""
@@ -100,6 +138,7 @@ def _scorer(
         for m in models
     ]
     everything = list(range(len(columns)))
+    labels = [f"{m.model_name}/{m.role}" for m in models]
 
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         predictors: list[tuple[list[int], Predictor]] = []
@@ -118,6 +157,8 @@ def _scorer(
             for k, (idx, predictor) in enumerate(predictors):
                 matrix = x if idx == everything else x[:, idx]
                 score = predictor.predict(matrix, num_threads=num_threads)
+                if tally is not None:
+                    tally.add({f"{labels[k]}/{predictor.kind}": n})
                 yield pa.RecordBatch.from_arrays(
                     [ids, pa.array(np.full(n, k, dtype=np.int8)), pa.array(score)],
                     names=["customer_id", "model", "score"],

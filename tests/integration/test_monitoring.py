@@ -49,14 +49,17 @@ def test_backfill_skips_dates_scored_with_the_same_champion(nights: Any) -> None
     assert [r.score_date for r in first.scored] == [D0, D1]
     assert first.skipped == []
     assert second.skipped == [D0, D1]
-    assert [r.score_date for r in second.scored] == [D2]
+    assert second.scored == []  # D2 drifted: scored into history, held back by its audit
+    assert [h.run.score_date for h in second.held] == [D2]
+    assert set(second.held[0].failures) == {"drift"}
 
 
 def test_every_run_has_a_score_runs_row(spark: Any, nights: Any) -> None:
     s, first, second = nights
     runs = _runs(spark, s)
     assert set(runs) == {D0, D1, D2}
-    assert {r.run_id for r in runs.values()} == {r.run_id for r in first.scored + second.scored}
+    held = {h.run.run_id for h in second.held}
+    assert {r.run_id for r in runs.values()} == {r.run_id for r in first.scored} | held
     for run in runs.values():
         assert run.customers_known == run.customers_scored == N
         assert run.coverage == 1.0
