@@ -30,6 +30,7 @@ from tests.integration.test_sync import (
     rows,
     upsert_current,
 )
+from tests.reliability.counting import business_keys, duplicated, lost_rows
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -144,9 +145,10 @@ def test_a_killed_sync_rerun_converges(
     reliability_report: Any,
 ) -> None:
     ids = customer_ids(400)
-    first = upsert_current(spark, env, rows(ids))
+    before, changed = rows(ids), rows(ids[:300], version="2", seed=3)
+    first = upsert_current(spark, env, before)
     sync(spark, env)
-    target = upsert_current(spark, env, rows(ids[:300], version="2", seed=3))
+    target = upsert_current(spark, env, changed)
     command = "update" if path == "incremental" else "insert"
     failpoint(
         env.mongo.uri, "alwaysOn", failCommands=[command], blockConnection=True, blockTimeMS=40
@@ -184,15 +186,19 @@ def test_a_killed_sync_rerun_converges(
 
     result = sync(spark, env)
 
-    docs = {d["_id"]: d["delta_version"] for d in collection(env).find({}, {"delta_version": 1})}
+    # Every row of Delta (customer, model -> version, score), against the documents' fields.
+    expected = {(r[0], r[1]): {"model_version": r[2], "score": r[3]} for r in before + changed}
+    docs = list(collection(env).find())
+    lost, duplicates = lost_rows(expected, docs), duplicated(business_keys(docs))
     reliability_report.record(
         scenario="3 Mongo sync SIGKILLed mid-write",
         load=f"{len(ids)} customers, 300 changed",
         faults=1,
-        rows_lost=sum(c not in docs for c in ids) + sum(docs.get(c) != target for c in ids[:300]),
-        rows_duplicated=collection(env).count_documents({}) - len(docs),
+        rows_lost=lost,
+        rows_duplicated=duplicates,
         detail=f"{path}: {halfway} of 300 changes written when killed, watermark held at {first}",
     )
+    assert lost == duplicates == 0
     assert result.delta_version == target and result.verification.ok
     assert synced_version(env) == target
     assert_mongo_equals_delta(spark, env)
