@@ -230,6 +230,16 @@ class RetrainSettings(_Section):
     sensor_running: bool = True
 
 
+class LeaseSettings(_Section):
+    """One writer at a time: the nightly, sync and retrain runs each hold a lease in the
+    serving store (jobs/platform/lease.py)."""
+
+    # A held lease is renewed every ttl_s / 3; a holder that died frees it after ttl_s.
+    ttl_s: float = Field(default=120.0, gt=0.0)
+    # How long a run waits for a lease another run holds before it fails (0: at once).
+    wait_s: float = Field(default=0.0, ge=0.0)
+
+
 class AlertSettings(_Section):
     """Where run failures are reported besides the log (empty: log only)."""
 
@@ -310,6 +320,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    lease: LeaseSettings = Field(default_factory=LeaseSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 

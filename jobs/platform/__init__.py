@@ -1,5 +1,6 @@
 """The platform every domain stands on: the Spark session, Delta tables (``lake``), the
-Mongo client and the local Mongo-wire server, MLflow registry access, the SQL catalog.
+Mongo client and the local Mongo-wire server, the one-writer-at-a-time leases, MLflow
+registry access, the SQL catalog.
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ from jobs.platform.lake import (
     table_exists,
     table_path,
     table_version,
+)
+from jobs.platform.lease import (
+    LEASES_COLLECTION,
+    NIGHT_LEASE,
+    RETRAIN_LEASE,
+    SYNC_LEASE,
+    Lease,
+    LeaseHeldError,
+    LeaseLostError,
+    default_holder,
+    hold_lease,
+    leased,
+    retrain_lease,
 )
 from jobs.platform.local_mongo import ensure_local_mongo, stop_local_mongo
 from jobs.platform.mongo import (
@@ -36,16 +50,27 @@ __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "DUPLICATE_KEY",
+    "LEASES_COLLECTION",
+    "NIGHT_LEASE",
+    "RETRAIN_LEASE",
+    "SYNC_LEASE",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseLostError",
     "configure_mlflow",
+    "default_holder",
     "ensure_local_mongo",
     "ensure_table",
     "file_statistics",
     "get_spark",
+    "hold_lease",
     "last_commit",
+    "leased",
     "load_booster",
     "log_version",
     "mongo_client",
     "read_table",
+    "retrain_lease",
     "retrying",
     "serving_db",
     "session_conf",

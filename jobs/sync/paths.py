@@ -5,6 +5,13 @@ the last one, and leave advancing the watermark (``commit``) as the very last st
 Both take the snapshot of the target version (Arrow, read in a thread while the
 change feed is read) and draw the documents, the expected count, the verification
 sample and the priors from it.
+
+One writer at a time: right before the first write into the live collection (the
+incremental upserts, the full path's swap) a run checks that it still holds the
+``sync`` lease and that the watermark is still the version it read when it started;
+otherwise it stops with ``SyncConflictError`` and has changed nothing the API reads.
+The watermark then moves by compare-and-set from that version; a run that loses it
+after writing clears the watermark, so the next sync rebuilds in full.
 """
 
 from __future__ import annotations
@@ -21,10 +28,18 @@ import pymongo
 from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
-from jobs.platform import retrying, with_retries, write_concern
+from jobs.platform import Lease, LeaseLostError, retrying, with_retries, write_concern
 from jobs.sync.changes import distinct_customers, priors, rows_of
 from jobs.sync.documents import batched, expected_models, iter_documents
-from jobs.sync.state import SyncState, commit, mark_started, utcnow
+from jobs.sync.state import (
+    SyncConflictError,
+    SyncState,
+    check_unchanged,
+    commit,
+    invalidate,
+    mark_started,
+    utcnow,
+)
 from jobs.sync.verify import Verification, compare_sample, count
 from jobs.sync.writes import BatchWriteError, WriteTally, insert_batches, upsert_and_delete
 from schemas.serving import PRIORS_COLLECTION_SUFFIX
@@ -32,6 +47,16 @@ from schemas.settings import Settings
 
 BUILD_SUFFIX = "__build"
 NAMESPACE_NOT_FOUND = 26
+
+
+@dataclass(frozen=True, kw_only=True)
+class Claim:
+    """What this run read when it started, and what it holds: checked before it writes."""
+
+    run_id: str
+    expected_version: int | None  # the watermark read when the run started
+    lease: Lease | None  # the ``sync`` lease (None: the caller holds none)
+    rewind: bool = False  # the table was recreated: its versions started again
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,12 +77,43 @@ class _Clock:
         self._last = now
 
 
+def _still_ours(db: Database[dict[str, Any]], name: str, claim: Claim, version: int) -> None:
+    """Right before the first write into the live collection: the lease is still held and
+    the watermark still where this run read it (else nothing was written)."""
+    if claim.lease is not None:
+        try:
+            claim.lease.check()
+        except LeaseLostError as exc:
+            raise SyncConflictError(f"{exc}; version {version} was not written") from exc
+    check_unchanged(
+        db,
+        collection=name,
+        expected_version=claim.expected_version,
+        delta_version=version,
+        rewind=claim.rewind,
+    )
+
+
 def run_full(
-    settings: Settings, db: Database[dict[str, Any]], *, version: int, rows: Future[pa.Table]
+    settings: Settings,
+    db: Database[dict[str, Any]],
+    *,
+    claim: Claim,
+    version: int,
+    rows: Future[pa.Table],
 ) -> Outcome:
     name = settings.mongo.collection
     clock = _Clock()
-    with_retries(settings, mark_started, db, collection=name, mode="full", target_version=version)
+    with_retries(
+        settings,
+        mark_started,
+        db,
+        collection=name,
+        mode="full",
+        target_version=version,
+        run_id=claim.run_id,
+        from_version=claim.expected_version,
+    )
     table = rows.result()
     clock.lap("read_delta")
     tally = WriteTally()
@@ -81,11 +137,13 @@ def run_full(
     )
     verification.raise_for_failure()  # the live collection is untouched
     clock.lap("verify")
+    with_retries(settings, _still_ours, db, name, claim, version)
     _swap(db, source=build.name, target=name, settings=settings)
     clock.lap("swap")
     return _finish(
         db,
         settings,
+        claim=claim,
         table=table,
         name=name,
         version=version,
@@ -101,6 +159,7 @@ def run_incremental(
     settings: Settings,
     db: Database[dict[str, Any]],
     *,
+    claim: Claim,
     state: SyncState,
     version: int,
     changed: list[str],
@@ -110,7 +169,14 @@ def run_incremental(
     name = settings.mongo.collection
     clock = _Clock()
     with_retries(
-        settings, mark_started, db, collection=name, mode="incremental", target_version=version
+        settings,
+        mark_started,
+        db,
+        collection=name,
+        mode="incremental",
+        target_version=version,
+        run_id=claim.run_id,
+        from_version=claim.expected_version,
     )
     table = rows.result()
     changed_rows = rows_of(table, changed)
@@ -118,6 +184,7 @@ def run_incremental(
     deleted = [customer for customer in changed if customer not in present]
     clock.lap("read_delta")
     tally = WriteTally()
+    with_retries(settings, _still_ours, db, name, claim, version)
     if changed:
         docs = iter_documents(changed_rows, delta_version=version, synced_at=utcnow())
         upsert_and_delete(db[name], docs, deleted, settings=settings, tally=tally)
@@ -146,6 +213,7 @@ def run_incremental(
     return _finish(
         db,
         settings,
+        claim=claim,
         table=table,
         name=name,
         version=version,
@@ -161,6 +229,7 @@ def _finish(
     db: Database[dict[str, Any]],
     settings: Settings,
     *,
+    claim: Claim,
     table: pa.Table,
     name: str,
     version: int,
@@ -172,15 +241,29 @@ def _finish(
 ) -> Outcome:
     """Both paths end alike: priors, then the watermark, only after every write succeeded."""
     _write_priors(db, settings, priors(table), version=version)
-    with_retries(
-        settings,
-        commit,
-        db,
-        collection=name,
-        delta_version=version,
-        documents=expected,
-        mode=mode,
-    )
+    try:
+        with_retries(
+            settings,
+            commit,
+            db,
+            collection=name,
+            delta_version=version,
+            documents=expected,
+            mode=mode,
+            expected_version=claim.expected_version,
+            run_id=claim.run_id,
+            rewind=claim.rewind,
+        )
+    except SyncConflictError as exc:
+        # This run wrote (documents or a swap, and the priors) after another run moved the
+        # watermark: neither version describes the collection now. Clear the watermark so
+        # that the next sync rebuilds it instead of trusting it.
+        reason = f"run {claim.run_id} ({mode}, version {version}) lost the watermark: {exc}"
+        with_retries(settings, invalidate, db, collection=name, reason=reason)
+        raise SyncConflictError(
+            f"{exc}. This run had already written into {db.name}.{name} and its priors: "
+            "the watermark was cleared, the next sync rebuilds the collection in full"
+        ) from exc
     clock.lap("priors_and_watermark")
     return Outcome(tally=tally, verification=verification, phases=clock.phases)
 

@@ -17,6 +17,15 @@ a sample equal to Delta field by field); only then the watermark advances.
 Every write is idempotent, so a crash at any point followed by a re-run
 converges to exactly the Delta state.
 
+One writer at a time: a sync holds the ``sync`` lease (``leases`` collection) from
+before it reads the watermark until after it moved it, so a second sync (the
+command line, the nightly asset, a rollback's resync) is refused, naming the
+holder, or waits ``lease.wait_s``. The watermark is read before the Delta version
+(a watermark another sync committed is never newer than the table read after it),
+and it moves only by compare-and-set from the version read at the start
+(``jobs/sync/state.py``); ``jobs/sync/paths.py`` checks lease and watermark once
+more right before the first write into the live collection.
+
 Runs alone: ``python -m jobs.sync [--mode auto|full|incremental]`` (jobs/sync/__main__.py).
 """
 
@@ -24,15 +33,24 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pyspark.sql import SparkSession
 
-from jobs.platform import mongo_client, serving_db, table_exists, with_retries
+from jobs.platform import (
+    SYNC_LEASE,
+    default_holder,
+    hold_lease,
+    mongo_client,
+    serving_db,
+    table_exists,
+    with_retries,
+)
 from jobs.sync.changes import ChangesUnavailable, changed_ids, latest_version, snapshot
-from jobs.sync.paths import Outcome, run_full, run_incremental
+from jobs.sync.paths import Claim, Outcome, run_full, run_incremental
 from jobs.sync.state import SyncState, read_state
 from jobs.sync.verify import Verification
 from jobs.sync.writes import SyncError
@@ -99,28 +117,50 @@ def sync(
     if not table_exists(spark, settings, PREDICTIONS_CURRENT):
         raise SyncError(f"{PREDICTIONS_CURRENT.name} does not exist yet: run scoring first")
     started = time.perf_counter()
-    version = latest_version(spark, settings)
+    run_id = uuid.uuid4().hex[:12]
     client = mongo_client(settings)
     try:
         db = serving_db(client, settings)
-        state = with_retries(settings, read_state, db, collection=settings.mongo.collection)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-snapshot") as pool:
-            # Delta's snapshot is read while the change feed is: both are native code.
-            rows = pool.submit(snapshot, spark, settings, version=version)
-            choosing = time.perf_counter()
-            path, reason, changed = _choose(
-                spark, settings, state=state, version=version, mode=mode
+        with hold_lease(
+            db,
+            name=SYNC_LEASE,
+            holder=f"{default_holder()} sync {run_id}",
+            ttl_s=settings.lease.ttl_s,
+            wait_s=settings.lease.wait_s,
+        ) as lease:
+            # The watermark first: any version another sync committed is at most the
+            # table's version read after it, so "watermark ahead" means a recreated table.
+            state = with_retries(settings, read_state, db, collection=settings.mongo.collection)
+            version = latest_version(spark, settings)
+            claim = Claim(
+                run_id=run_id,
+                expected_version=state.delta_version,
+                lease=lease,
+                rewind=state.delta_version is not None and state.delta_version > version,
             )
-            chosen = round(time.perf_counter() - choosing, 3)  # mostly reading the change feed
-            log.info("sync to version %s: %s (%s)", version, path, reason)
-            outcome: Outcome
-            if path == "incremental":
-                assert changed is not None
-                outcome = run_incremental(
-                    settings, db, state=state, version=version, changed=changed, rows=rows
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-snapshot") as pool:
+                # Delta's snapshot is read while the change feed is: both are native code.
+                rows = pool.submit(snapshot, spark, settings, version=version)
+                choosing = time.perf_counter()
+                path, reason, changed = _choose(
+                    spark, settings, state=state, version=version, mode=mode
                 )
-            else:
-                outcome = run_full(settings, db, version=version, rows=rows)
+                chosen = round(time.perf_counter() - choosing, 3)  # mostly the change feed
+                log.info("sync %s to version %s: %s (%s)", run_id, version, path, reason)
+                outcome: Outcome
+                if path == "incremental":
+                    assert changed is not None
+                    outcome = run_incremental(
+                        settings,
+                        db,
+                        claim=claim,
+                        state=state,
+                        version=version,
+                        changed=changed,
+                        rows=rows,
+                    )
+                else:
+                    outcome = run_full(settings, db, claim=claim, version=version, rows=rows)
     finally:
         client.close()
     return SyncResult(

@@ -1,10 +1,17 @@
 """The sync watermark in ``sync_state``: the Delta version the serving collection holds.
 
-``{_id: <collection>, delta_version, documents, mode, synced_at}`` is written only
-after every write of a sync succeeded and was verified. A run marker
-``{_id: <collection>:run}`` is written before the first write and removed with the
-commit: when it is still there, an earlier run stopped halfway (so document
-counts kept by tally cannot be trusted, and the collection is counted instead).
+``{_id: <collection>, delta_version, documents, mode, synced_at, run_id}`` is written only
+after every write of a sync succeeded and was verified, and only by compare-and-set:
+from the version the run read when it started to the one it synced, never backwards
+(``commit``). A run marker ``{_id: <collection>:run}`` is written before the first write
+and removed with the commit: when it is still there, an earlier run stopped halfway (so
+document counts kept by tally cannot be trusted, and the collection is counted instead).
+
+A run that finds the watermark moved by another run before it writes into the live
+collection stops without writing (``check_unchanged``). One that already wrote (its
+incremental writes, or its swap) and then loses the compare-and-set cannot know what
+it overwrote: it clears the watermark (``invalidate``), so that the next sync rebuilds
+the collection in full instead of trusting either run's version.
 """
 
 from __future__ import annotations
@@ -13,11 +20,19 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
 
+from jobs.sync.writes import SyncError
 from schemas.serving import SYNC_STATE_COLLECTION
 
 RUN_MARKER_SUFFIX = ":run"
+
+
+class SyncConflictError(SyncError):
+    """Another run moved the watermark since this run read it (or this run would move it
+    backwards): this run's version was not recorded."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,13 +60,62 @@ def read_state(db: Database[dict[str, Any]], *, collection: str) -> SyncState:
 
 
 def mark_started(
-    db: Database[dict[str, Any]], *, collection: str, mode: str, target_version: int
+    db: Database[dict[str, Any]],
+    *,
+    collection: str,
+    mode: str,
+    target_version: int,
+    run_id: str,
+    from_version: int | None,
 ) -> None:
     db[SYNC_STATE_COLLECTION].replace_one(
         {"_id": collection + RUN_MARKER_SUFFIX},
-        {"mode": mode, "target_version": target_version, "started_at": utcnow()},
+        {
+            "mode": mode,
+            "target_version": target_version,
+            "from_version": from_version,
+            "run_id": run_id,
+            "started_at": utcnow(),
+        },
         upsert=True,
     )
+
+
+def _label(version: int | None) -> str:
+    return "none (nothing synced)" if version is None else f"version {version}"
+
+
+def check_unchanged(
+    db: Database[dict[str, Any]],
+    *,
+    collection: str,
+    expected_version: int | None,
+    delta_version: int,
+    rewind: bool = False,
+) -> None:
+    """Raise ``SyncConflictError`` unless the watermark is still ``expected_version`` and
+    ``delta_version`` does not move it backwards (call before writing into the live
+    collection: a conflict found here has changed nothing)."""
+    state = db[SYNC_STATE_COLLECTION].find_one({"_id": collection}) or {}
+    stored = state.get("delta_version")
+    if stored != expected_version:
+        raise SyncConflictError(
+            f"sync_state of {collection}: the watermark moved from {_label(expected_version)} "
+            f"(read when this run started) to {_label(stored)} (by run "
+            f"{state.get('run_id') or '?'}, {state.get('mode') or '?'}); this run's "
+            f"version {delta_version} was not written"
+        )
+    _refuse_backwards(collection, expected_version, delta_version, rewind=rewind)
+
+
+def _refuse_backwards(
+    collection: str, stored: int | None, delta_version: int, *, rewind: bool
+) -> None:
+    if stored is not None and delta_version < stored and not rewind:
+        raise SyncConflictError(
+            f"sync_state of {collection}: version {delta_version} is older than the "
+            f"watermark's version {stored}; the watermark never moves backwards"
+        )
 
 
 def commit(
@@ -61,17 +125,70 @@ def commit(
     delta_version: int,
     documents: int,
     mode: str,
+    expected_version: int | None,
+    run_id: str,
+    rewind: bool = False,
 ) -> None:
-    """Advance the watermark (call only after every write succeeded and was verified)."""
+    """Move the watermark from ``expected_version`` (read when the run started) to
+    ``delta_version``, by compare-and-set (call only after every write succeeded and was
+    verified). ``SyncConflictError`` when another run moved it, or when ``delta_version``
+    is older than the stored version (``rewind``: the table was recreated, its versions
+    started again). Idempotent for the same ``run_id`` (a retried commit that went through).
+    """
+    _refuse_backwards(collection, expected_version, delta_version, rewind=rewind)
     states = db[SYNC_STATE_COLLECTION]
-    states.replace_one(
+    fields = {
+        "delta_version": delta_version,
+        "documents": documents,
+        "mode": mode,
+        "synced_at": utcnow(),
+        "run_id": run_id,
+    }
+    # null matches a missing field too: no watermark yet, or one cleared by ``invalidate``.
+    moved = states.update_one(
+        {"_id": collection, "delta_version": expected_version},
+        {"$set": fields, "$unset": {"invalidated": ""}},
+    )
+    if not moved.matched_count and not _insert_first(states, collection, fields, expected_version):
+        state = states.find_one({"_id": collection}) or {}
+        ours = state.get("run_id") == run_id and state.get("delta_version") == delta_version
+        if not ours:  # (ours: a retried commit whose first attempt went through)
+            raise SyncConflictError(
+                f"sync_state of {collection}: expected the watermark at "
+                f"{_label(expected_version)} (read when this run started), found "
+                f"{_label(state.get('delta_version'))} (by run {state.get('run_id') or '?'}, "
+                f"{state.get('mode') or '?'}); version {delta_version} was not recorded"
+            )
+    states.delete_one({"_id": collection + RUN_MARKER_SUFFIX, "run_id": run_id})
+
+
+def _insert_first(
+    states: Collection[dict[str, Any]],
+    collection: str,
+    fields: dict[str, Any],
+    expected_version: int | None,
+) -> bool:
+    """The first watermark of ``collection`` (False: there is one already)."""
+    if expected_version is not None:
+        return False
+    try:
+        states.insert_one({"_id": collection, **fields})
+    except DuplicateKeyError:
+        return False
+    return True
+
+
+def invalidate(db: Database[dict[str, Any]], *, collection: str, reason: str) -> None:
+    """Clear the watermark: the collection's version is unknown, the next sync rebuilds it."""
+    db[SYNC_STATE_COLLECTION].update_one(
         {"_id": collection},
         {
-            "delta_version": delta_version,
-            "documents": documents,
-            "mode": mode,
-            "synced_at": utcnow(),
+            "$set": {
+                "delta_version": None,
+                "documents": None,
+                "mode": "invalidated",
+                "synced_at": utcnow(),
+                "invalidated": reason[:2000],
+            }
         },
-        upsert=True,
     )
-    states.delete_one({"_id": collection + RUN_MARKER_SUFFIX})
