@@ -142,8 +142,15 @@ def serve(
 @app.command()
 def rollback(
     to_version: Annotated[str, typer.Option(help="The model version to make champion again.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="The configured model to roll back (default: the primary model)."),
+    ] = None,
 ) -> None:
-    """Undo a bad model: alias back, Delta restore of predictions.current, full Mongo resync."""
+    """Undo a bad model: its rows of predictions.current restored, alias back, full Mongo resync.
+
+    Only that model's rows change; every other model's rows stay as they are.
+    """
     from jobs.ops import RollbackError
     from jobs.ops import rollback as do_rollback
     from jobs.platform import ensure_local_mongo, get_spark
@@ -151,13 +158,23 @@ def rollback(
     settings = _settings()
     ensure_local_mongo(settings)
     try:
-        result = do_rollback(get_spark(settings), settings, good_version=to_version)
+        result = do_rollback(
+            get_spark(settings), settings, good_version=to_version, model_name=model
+        )
     except RollbackError as exc:
         raise _fail(f"rollback refused: {exc}") from exc
+    if result.source == "current":
+        origin = f"restored from predictions.current version {result.restored_from}"
+    elif result.source == "history":
+        origin = f"rebuilt from the champion rows of v{result.good_version} in predictions.history"
+    else:
+        origin = f"already without v{result.bad_version}, left as they were"
+    versions = ", ".join(f"v{v}" for v in result.model_versions)
     console.print(
-        f"[green]rolled back[/green] v{result.bad_version} -> v{result.good_version}; "
-        f"predictions.current restored to version {result.restored_to}; "
-        f"{result.documents_synced} documents resynced"
+        f"[green]rolled back[/green] {result.model_name} v{result.bad_version} -> "
+        f"v{result.good_version}; {result.rows_restored:,} rows of {result.model_name} "
+        f"({versions}) {origin}, other models untouched; "
+        f"{result.documents_synced:,} documents resynced"
     )
 
 

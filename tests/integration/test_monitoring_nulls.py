@@ -1,4 +1,5 @@
-"""A drift feature that goes all-null on the scored date fails the blocking drift limit."""
+"""A drift feature that goes all-null on the scored date fails the blocking drift limit: the
+night is held back by its audit."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.monitoring.score_runs import limit_failures, record_score_run
+from jobs.monitoring.score_runs import limit_failures
 from jobs.ops.backfill import backfill
 from jobs.platform.lake import read_table, table_path
 from schemas.settings import Settings
@@ -51,11 +52,11 @@ def test_a_feature_gone_all_null_fails_the_drift_limit(
     today = read_table(spark, s, CUSTOMER_FEATURES).where(F.col("as_of_date") == F.lit(D1))
     assert today.where(F.col(top).isNotNull()).count() == 0 and today.count() == N
 
-    # Scored, then recorded as the night does (the audit that blocks on the limits reads
-    # this row; here the limits are checked directly).
-    first, second = backfill(spark, s, start=D0, end=D1, record=False).scored
-    record_score_run(spark, s, result=first)
-    run = record_score_run(spark, s, result=second)
+    result = backfill(spark, s, start=D0, end=D1)  # each night written, audited, published
+
+    assert [r.score_date for r in result.scored] == [D0]
+    [held] = result.held  # D1 failed its audit: in history, not published
+    run = held.run
     assert run.score_date == D1 and run.previous_score_date == D0
     assert run.coverage == 1.0  # every customer is still scored (LightGBM takes missing values)
     psi = run.feature_psi[top]
@@ -64,5 +65,5 @@ def test_a_feature_gone_all_null_fails_the_drift_limit(
         n for n, p in run.feature_psi.items() if p is not None and p > s.scoring.max_feature_psi
     ]
     assert over == [top]  # the other features are as stable as the night before
-    failures = limit_failures(run, s)
-    assert "drift" in failures and f"{top} PSI" in failures["drift"]
+    assert set(held.failures) == {"drift"} and f"{top} PSI" in held.failures["drift"]
+    assert limit_failures(run, s) == held.failures
