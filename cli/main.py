@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.history import history as history_command
+from cli.publish import publish as publish_command
 from cli.runs import NightFailed, date_range, run_job
 from schemas.settings import Settings, get_settings
 
@@ -259,6 +260,7 @@ def demo(
 
 
 app.command("history")(history_command)
+app.command("publish")(publish_command)
 
 mongo = typer.Typer(help="The local Mongo-wire server (only when no MONGO_URI is set).")
 app.add_typer(mongo, name="mongo")

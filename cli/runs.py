@@ -34,6 +34,7 @@ def run_job(
 
     from jobs.platform import ensure_local_mongo
     from pipelines.definitions import build_definitions
+    from pipelines.keys import HISTORY_KEY
 
     dagster_home(settings)
     ensure_local_mongo(settings)
@@ -51,9 +52,25 @@ def run_job(
             for e in result.all_events
             if e.is_step_failure and e.event_specific_data is not None
         ]
+        checks = [
+            f"check {e.check_name} failed: {e.description}"
+            for e in result.get_asset_check_evaluations()
+            if not e.passed
+        ]
+        held = any(
+            e.asset_key == HISTORY_KEY and not e.passed
+            for e in result.get_asset_check_evaluations()
+        )
+        advice = (
+            f" The night is held: predictions.current and MongoDB are unchanged; review with "
+            f"`lakescore publish --date {partition} --list`."
+            if held
+            else ""
+        )
         raise NightFailed(
             f"{job_name} {partition} failed (Dagster run {result.run_id}): "
-            + ("; ".join(failures) or "see the Dagster UI")
+            + ("; ".join(checks + failures) or "see the Dagster UI")
+            + advice
         )
     return result.run_id
 

@@ -148,7 +148,10 @@ def latest_monitoring(settings: Settings) -> tuple[RunDrift | None, BacktestQual
             previous_score_date=row["previous_score_date"],
             previous_model_version=before[-1]["model_version"] if before else None,
             score_psi=row["score_psi"],
-            feature_psi={k: float(v) for k, v in json.loads(row["feature_psi_json"]).items()},
+            # An undefined PSI (no rows on either date) is recorded as null: nothing to compare.
+            feature_psi={
+                k: float(v) for k, v in json.loads(row["feature_psi_json"]).items() if v is not None
+            },
         )
     tests = _delta_rows(
         settings,

@@ -19,9 +19,11 @@ SCORE_DATE = dt.date(1997, 11, 1)
 
 @pytest.fixture(scope="session")
 def night(spark: Any, settings: Settings, workdir: Path) -> Any:
-    """The nightly job, started the way the schedule starts it for the night of SCORE_DATE."""
+    """The nightly job, started the way the schedule starts it for the night of SCORE_DATE,
+    recorded in the Dagster instance the command line and ``lakescore status`` read."""
     from dagster import DagsterInstance, build_schedule_context
 
+    from cli.runs import dagster_home
     from pipelines.definitions import NIGHTLY_JOB, build_definitions
 
     defs = build_definitions(settings)
@@ -32,7 +34,8 @@ def night(spark: Any, settings: Settings, workdir: Path) -> Any:
     ) as context:
         [request] = schedule.evaluate_tick(context).run_requests or []
     job = defs.resolve_job_def(NIGHTLY_JOB)
-    with DagsterInstance.ephemeral() as instance:
+    dagster_home(settings)
+    with DagsterInstance.get() as instance:
         result = job.execute_in_process(
             partition_key=request.partition_key, tags=request.tags, instance=instance
         )

@@ -16,6 +16,7 @@ COMMANDS = (
     "backfill",
     "train",
     "sync",
+    "publish",
     "serve",
     "status",
     "rollback",
