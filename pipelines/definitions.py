@@ -12,7 +12,7 @@ from dagster import (
     define_asset_job,
 )
 
-from pipelines.alerts import notify_failure
+from pipelines.alerts import build_run_failure_sensor, notify_failure
 from pipelines.keys import CHAMPION_MODEL_KEY, HISTORY_KEY
 from pipelines.lakehouse.assets import build_lakehouse_assets
 from pipelines.lakehouse.maintenance import silver_maintenance
@@ -21,7 +21,7 @@ from pipelines.monitoring.assets import build_monitoring_assets
 from pipelines.partitions import score_date_partitions
 from pipelines.reports.assets import build_report_assets
 from pipelines.resources import LakescoreResource
-from pipelines.schedules import build_schedules
+from pipelines.schedules import build_schedules, sensor_status
 from pipelines.scoring.assets import build_scoring_assets
 from pipelines.sensors import build_retrain_sensor
 from pipelines.serving.assets import build_serving_assets
@@ -76,7 +76,9 @@ def build_definitions(
     # Superseded by FreshnessPolicy, which needs a daemon to evaluate; the check is
     # explicit, testable and shows in the UI beside the asset.
     freshness_sensor = build_sensor_for_freshness_checks(
-        freshness_checks=freshness, name="predictions_freshness_sensor"
+        freshness_checks=freshness,
+        name="predictions_freshness_sensor",
+        default_status=sensor_status(settings.schedule, settings.schedule.freshness_sensor_enabled),
     )
     return Definitions(
         assets=assets,
@@ -85,7 +87,11 @@ def build_definitions(
         schedules=build_schedules(
             nightly=nightly, retrain=retrain, maintenance=silver_maintenance, settings=settings
         ),
-        sensors=[freshness_sensor, build_retrain_sensor(retrain=retrain, settings=settings)],
+        sensors=[
+            freshness_sensor,
+            build_retrain_sensor(retrain=retrain, settings=settings),
+            build_run_failure_sensor(settings),
+        ],
         resources={"lakescore": resource or LakescoreResource()},
     )
 

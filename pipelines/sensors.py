@@ -13,7 +13,6 @@ import datetime as dt
 import json
 
 from dagster import (
-    DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
@@ -27,7 +26,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from jobs.monitoring import BacktestQuality, RunDrift, latest_monitoring, retrain_reason
 from pipelines.resources import LakescoreResource
-from pipelines.schedules import RETRAIN_RUN_CONFIG
+from pipelines.schedules import RETRAIN_RUN_CONFIG, sensor_status
 from schemas.settings import Settings
 from schemas.tables import BACKTESTS, SCORE_RUNS
 
@@ -72,9 +71,7 @@ def build_retrain_sensor(
         name=RETRAIN_SENSOR,
         job=retrain,
         minimum_interval_seconds=cfg.sensor_interval_s,
-        default_status=DefaultSensorStatus.RUNNING
-        if cfg.sensor_running
-        else DefaultSensorStatus.STOPPED,
+        default_status=sensor_status(settings.schedule, cfg.sensor_running),
         description=(
             "Retrain when the latest scoring run's PSI exceeds retrain.drift_psi_max / "
             "feature_psi_max, or the champion's latest backtest falls below "

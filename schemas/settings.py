@@ -187,6 +187,18 @@ class ScheduleSettings(_Section):
     # Retries for transient failures (database, file system) per step.
     step_retries: int = Field(default=2, ge=0, le=10)
     step_retry_delay_s: float = Field(default=5.0, ge=0)
+    # What a fresh Dagster daemon runs on its own: every schedule and sensor starts RUNNING
+    # unless switched off here. ``enabled: false`` stops them all, ``sensors_enabled: false``
+    # every sensor (the retrain sensor also has ``retrain.sensor_running``). These are
+    # defaults: a schedule or sensor started or stopped in the UI keeps that state.
+    enabled: bool = True
+    nightly_enabled: bool = True
+    retrain_enabled: bool = True
+    maintenance_enabled: bool = True
+    sensors_enabled: bool = True
+    freshness_sensor_enabled: bool = True
+    # Posts every failed run to ``alerts.webhook_url`` (pipelines/alerts.py).
+    run_failure_sensor_enabled: bool = True
 
 
 class ScoringSettings(_Section):
