@@ -7,6 +7,10 @@ Reads whatever silver.orders (and silver.customers) hold: CDNOW or synthetic
 landing files ingested by the lakehouse job. Prints each candidate's holdout metrics
 against its baselines (AUC, top-decile lift, log loss for a binary label; RMSE, MAE,
 R2, Gini, top-decile share for a spend label), and the gate's verdict.
+
+Each model trains under its ``retrain:<model>`` lease (in the serving store), so two
+retrains of one model never race on its champion alias: the second is refused,
+naming the first, or waits ``lease.wait_s``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ import datetime as dt
 
 from pyspark.sql import SparkSession
 
-from jobs.training import train_coldstart, train_model
+from jobs.platform import default_holder, leased, retrain_lease
+from jobs.training import TrainResult, train_coldstart, train_model
+from schemas.coldstart import COLDSTART_SUFFIX
 from schemas.settings import Settings, find_definition, get_settings, model_definitions
 
 _COLUMNS = {
@@ -60,12 +66,18 @@ def retrain(
     definitions = (
         [find_definition(settings, n) for n in models] if models else model_definitions(settings)
     )
-    results = [
-        train_model(spark, settings, score_date=score_date, definition=definition)
-        for definition in definitions
-    ]
+    holder = f"{default_holder()} retrain {score_date}"
+    results: list[TrainResult] = []
+    for definition in definitions:
+        with leased(settings, name=retrain_lease(definition.name), holder=holder):
+            results.append(
+                train_model(spark, settings, score_date=score_date, definition=definition)
+            )
     if coldstart:
-        results.append(train_coldstart(spark, settings, score_date=score_date))
+        with leased(
+            settings, name=retrain_lease(settings.model.name + COLDSTART_SUFFIX), holder=holder
+        ):
+            results.append(train_coldstart(spark, settings, score_date=score_date))
     lines: list[str] = []
     for result in results:
         lines += summary_lines(
@@ -79,7 +91,7 @@ def retrain(
 
 
 def main(argv: list[str] | None = None) -> None:
-    from jobs.platform import get_spark
+    from jobs.platform import ensure_local_mongo, get_spark
 
     parser = argparse.ArgumentParser(prog="python -m jobs.ops.retrain", description=__doc__)
     parser.add_argument("--date", type=dt.date.fromisoformat, required=True, help="score date")
@@ -87,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-coldstart", action="store_true", help="skip the cold-start model")
     args = parser.parse_args(argv)
     settings = get_settings()
+    ensure_local_mongo(settings)  # the leases live in the serving store
     lines = retrain(
         get_spark(settings),
         settings,

@@ -1,16 +1,26 @@
-"""Every gate decision, recorded twice: on the candidate's MLflow run and in ``models.gate_decisions``."""
+"""Every gate decision, recorded twice: on the candidate's MLflow run and in ``models.gate_decisions``.
+
+The champion alias moves only from the version the gate compared against
+(``set_gate_aliases``, ``expected_champion``). MLflow has no conditional alias update,
+so it is read, checked, set and read again: under the ``retrain:<model>`` lease that
+every retrain holds (jobs/ops/retrain.py, the Dagster model assets) no other retrain
+can move it in between. What remains is a writer without the lease (a rollback, a
+person in the MLflow UI) setting the alias in the milliseconds between the check and
+the set: the read after the set catches it when that writer came second, not when it
+came first (then its version is replaced by this one, gated against the one before).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
-from jobs.platform import CHALLENGER, CHAMPION, ensure_table, table_path
+from jobs.platform import CHALLENGER, CHAMPION, ensure_table, table_path, version_by_alias
 from jobs.training.gate import GateDecision
 from schemas.settings import Settings
 from schemas.tables import GATE_DECISIONS
@@ -103,35 +113,71 @@ def record_decision(
 
 def conclude_gate(
     spark: SparkSession, settings: Settings, client: MlflowClient, record: DecisionRecord
-) -> None:
-    """Act on a gate decision (aliases) and record it (MLflow run, Delta table)."""
-    set_gate_aliases(
+) -> GateDecision:
+    """Act on a gate decision (aliases) and record it (MLflow run, Delta table); the decision
+    acted on (not promoted after all when the champion moved since the gate read it)."""
+    decision = set_gate_aliases(
         client,
         model_name=record.model_name,
         version=record.candidate_version,
         decision=record.decision,
+        expected_champion=record.champion_version,
     )
-    record_decision(spark, settings, client, record)
+    record_decision(spark, settings, client, replace(record, decision=decision))
+    return decision
+
+
+def _champion(client: MlflowClient, model_name: str) -> str | None:
+    current = version_by_alias(client, model_name=model_name, alias=CHAMPION)
+    return None if current is None else str(current.version)
+
+
+def _named(version: str | None) -> str:
+    return "no champion" if version is None else f"v{version}"
 
 
 def set_gate_aliases(
-    client: MlflowClient, *, model_name: str, version: str, decision: GateDecision
-) -> None:
-    """Aliases after a gate decision.
+    client: MlflowClient,
+    *,
+    model_name: str,
+    version: str,
+    decision: GateDecision,
+    expected_champion: str | None,
+) -> GateDecision:
+    """Aliases after a gate decision; the decision acted on.
 
     valid -> ``challenger`` (shadow-scored by the nightly job); promoted -> ``champion``
-    (and no separate challenger). An invalid model gets no alias at all and a
-    ``validation=failed`` tag, so nothing ever scores with it.
+    (and no separate challenger), but only when the champion is still
+    ``expected_champion``, the version the gate compared against: otherwise the candidate
+    is not promoted (it stays challenger) and the returned decision says why. An invalid
+    model gets no alias at all and a ``validation=failed`` tag, so nothing ever scores with it.
     """
     if not decision.valid:
         client.set_model_version_tag(model_name, version, "validation", "failed")
         client.set_model_version_tag(
             model_name, version, "validation.reason", decision.reason[:4000]
         )
-        return
+        return decision
     client.set_model_version_tag(model_name, version, "validation", "passed")
+    if decision.promote:
+        current = _champion(client, model_name)
+        if current == expected_champion:
+            client.set_registered_model_alias(model_name, CHAMPION, version)
+            after = _champion(client, model_name)
+            if after == version:
+                client.delete_registered_model_alias(model_name, CHALLENGER)
+                client.set_model_version_tag(model_name, version, "gate.verdict", decision.verdict)
+                return decision
+            reason = (
+                f"not promoted: the champion was set to {_named(after)} right after this "
+                f"promotion, by another writer"
+            )
+        else:
+            reason = (
+                f"not promoted: the champion moved from {_named(expected_champion)} (what the "
+                f"gate compared against) to {_named(current)} before the alias was set"
+            )
+        decision = replace(decision, promote=False, reason=f"{reason}; the gate: {decision.reason}")
     client.set_model_version_tag(model_name, version, "gate.verdict", decision.verdict)
     client.set_registered_model_alias(model_name, CHALLENGER, version)
-    if decision.promote:
-        client.set_registered_model_alias(model_name, CHAMPION, version)
-        client.delete_registered_model_alias(model_name, CHALLENGER)
+    return decision

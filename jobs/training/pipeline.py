@@ -131,7 +131,7 @@ def evaluate_and_register(
     )
     if champ.problem and decision.promote:
         decision = GateDecision(promote=False, reason=champ.problem)
-    conclude_gate(
+    decision = conclude_gate(  # not promoted after all when the champion moved meanwhile
         spark,
         settings,
         client,

@@ -2,7 +2,10 @@
 registry has none (or when asked to retrain).
 
 Both assets run one body (``registered_model``); what differs between them is a
-:class:`ModelAsset` entry of ``MODEL_ASSETS``, looked up by the asset's key.
+:class:`ModelAsset` entry of ``MODEL_ASSETS``, looked up by the asset's key. Training
+(and the gate's move of the champion alias) holds the model's ``retrain:<model>`` lease
+in the serving store: a second line behind the run queue's limit on the ``retrain``
+job, for the nightly job's own training and for command-line retrains.
 """
 
 import datetime as dt
@@ -23,7 +26,15 @@ from dagster import (
 from mlflow import MlflowClient
 from pyspark.sql import SparkSession
 
-from jobs.platform import CHAMPION, configure_mlflow, version_by_alias
+from jobs.platform import (
+    CHAMPION,
+    configure_mlflow,
+    default_holder,
+    ensure_local_mongo,
+    leased,
+    retrain_lease,
+    version_by_alias,
+)
 from jobs.training import HEADLINE_METRICS, TrainResult, train_coldstart, train_model
 from pipelines.errors import permanent_errors, permanent_failure
 from pipelines.keys import (
@@ -146,8 +157,10 @@ def registered_model(
                 **_version_run(client, settings, current.run_id),
             }
         )
+    ensure_local_mongo(settings)  # the lease lives in the serving store
+    holder = f"{default_holder()} dagster run {context.run_id} {context.asset_key.to_user_string()}"
     # ValueError: not enough history before the score date, or features the job lacks.
-    with permanent_errors(ValueError):
+    with leased(settings, name=retrain_lease(name), holder=holder), permanent_errors(ValueError):
         result, summary = model.train(
             lakescore.spark(), settings, partition_date(context.partition_key)
         )
