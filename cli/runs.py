@@ -1,9 +1,18 @@
-"""Running nights through Dagster from the command line (recorded in the local Dagster instance)."""
+"""Running nights through Dagster from the command line (recorded in the local Dagster instance).
+
+A job run here (``execute_in_process``) does not pass through the instance's run queue,
+so its tag limits (``dagster.yaml``) do not apply: the run holds the lease its job's
+``lakescore/lease`` tag names instead (``night`` for the nightly job, whatever its
+score date: every night writes predictions.current and the serving store). A second
+``lakescore night`` or ``backfill`` meanwhile is refused, naming the holder.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +23,18 @@ class NightFailed(RuntimeError):
     pass
 
 
+# The instance configuration of the repository (run queue limits), for a home without one.
+INSTANCE_YAML = Path(__file__).resolve().parents[1] / "dagster.yaml"
+
+
 def dagster_home(settings: Settings) -> Path:
-    """``$DAGSTER_HOME``, or ``<data_dir>/dagster``: the same instance ``dagster dev`` shows."""
+    """``$DAGSTER_HOME``, or ``<data_dir>/dagster``: the same instance ``dagster dev`` shows;
+    the repository's ``dagster.yaml`` is copied in when the folder has none (one there
+    already is the operator's, and stays)."""
     home = Path(os.environ.get("DAGSTER_HOME") or Path(settings.data_dir) / "dagster")
     home.mkdir(parents=True, exist_ok=True)
+    if INSTANCE_YAML.exists() and not (home / "dagster.yaml").exists():
+        shutil.copyfile(INSTANCE_YAML, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -32,20 +49,28 @@ def run_job(
     """Run one partition of a job in this process; return the run id or raise ``NightFailed``."""
     from dagster import DagsterInstance
 
-    from jobs.platform import ensure_local_mongo
-    from pipelines.definitions import build_definitions
+    from jobs.platform import LeaseHeldError, default_holder, ensure_local_mongo, leased
+    from pipelines.definitions import LEASE_TAG, build_definitions
     from pipelines.keys import HISTORY_KEY
 
     dagster_home(settings)
     ensure_local_mongo(settings)
     job = build_definitions(settings).resolve_job_def(job_name)
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            partition_key=partition.isoformat(),
-            run_config=run_config or {},
-            instance=instance,
-            raise_on_error=False,
-        )
+    lease = job.tags.get(LEASE_TAG)
+    holder = f"{default_holder()} lakescore {job_name} {partition}"
+    try:
+        with (
+            leased(settings, name=lease, holder=holder) if lease else contextlib.nullcontext(),
+            DagsterInstance.get() as instance,
+        ):
+            result = job.execute_in_process(
+                partition_key=partition.isoformat(),
+                run_config=run_config or {},
+                instance=instance,
+                raise_on_error=False,
+            )
+    except LeaseHeldError as exc:
+        raise NightFailed(f"{job_name} {partition} did not start: {exc}") from exc
     if not result.success:
         failures = [
             f"{e.step_key}: {e.event_specific_data.error.message.strip()}"  # type: ignore[union-attr]

@@ -1,4 +1,10 @@
-"""The one Dagster entry point: ``dagster dev -m pipelines.definitions``."""
+"""The one Dagster entry point: ``dagster dev -m pipelines.definitions``.
+
+The nightly and retrain jobs carry the tag ``lakescore/lease`` (``night``, ``retrain``):
+the instance's run queue (``dagster.yaml`` at the repository root, installed in
+``DAGSTER_HOME`` by the command line) runs at most one run per value, and a command-line
+run (``execute_in_process``, which bypasses the queue) holds the lease of that name.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from dagster import (
     define_asset_job,
 )
 
+from jobs.platform import NIGHT_LEASE, RETRAIN_LEASE
 from pipelines.alerts import build_run_failure_sensor, notify_failure
 from pipelines.keys import CHAMPION_MODEL_KEY, HISTORY_KEY
 from pipelines.lakehouse.assets import build_lakehouse_assets
@@ -29,6 +36,8 @@ from schemas.settings import Settings, get_settings
 
 NIGHTLY_JOB = "nightly"
 RETRAIN_JOB = "retrain"
+# One run per value at a time (dagster.yaml), and the lease a command-line run holds.
+LEASE_TAG = "lakescore/lease"
 
 
 def build_definitions(
@@ -56,6 +65,7 @@ def build_definitions(
         partitions_def=partitions,
         hooks={notify_failure},
         op_retry_policy=retry,
+        tags={LEASE_TAG: NIGHT_LEASE},
         description=(
             "ingest -> features -> contract -> champion -> score -> sync, and the backtests "
             "of matured score dates, for one score date"
@@ -66,6 +76,7 @@ def build_definitions(
         selection=AssetSelection.assets(CHAMPION_MODEL_KEY),
         partitions_def=partitions,
         hooks={notify_failure},
+        tags={LEASE_TAG: RETRAIN_LEASE},
         description="Train a challenger for the score date; the gate decides promotion.",
     )
     freshness = build_time_partition_freshness_checks(

@@ -186,3 +186,65 @@ def test_one_of_many_racing_takers_gets_a_free_lease(db: Database[dict[str, Any]
         t.join(30)
     assert len(won) == 1 and len(refused) == 7, (won, refused)
     assert os.getpid()  # all in one process: holders are told apart by token, not by pid
+
+
+class _Result:
+    success = True
+    run_id = "fake-run"
+
+
+class _Job:
+    """Stands in for the nightly job: its tags, and a run that looks at the leases."""
+
+    def __init__(self, tags: dict[str, str], seen: list[Any], db: Database[dict[str, Any]]):
+        self.tags, self.seen, self.db = tags, seen, db
+
+    def execute_in_process(self, **kwargs: Any) -> _Result:
+        self.seen.append(self.db[LEASES_COLLECTION].find_one({"_id": "night"}))
+        return _Result()
+
+
+def test_a_command_line_night_holds_the_night_lease_and_a_second_is_refused(
+    settings: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from cli import runs
+    from pipelines import definitions
+    from pipelines.definitions import LEASE_TAG, NIGHTLY_JOB
+
+    own = settings.model_copy(
+        update={
+            "data_dir": str(tmp_path),
+            "mongo": settings.mongo.model_copy(update={"database": "t_" + uuid.uuid4().hex[:10]}),
+        }
+    )
+    client: MongoClient[dict[str, Any]] = MongoClient(own.mongo.effective_uri)
+    db = client[own.mongo.database]
+    seen: list[Any] = []
+    job = _Job({LEASE_TAG: "night"}, seen, db)
+
+    class _Defs:
+        def resolve_job_def(self, name: str) -> _Job:
+            assert name == NIGHTLY_JOB
+            return job
+
+    monkeypatch.setattr(definitions, "build_definitions", lambda settings: _Defs())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    day = dt.date(1998, 2, 1)
+    try:
+        assert runs.run_job(own, job_name=NIGHTLY_JOB, partition=day) == "fake-run"
+        [held] = seen
+        assert held is not None and held["holder"].endswith(" lakescore nightly 1998-02-01")
+        assert db[LEASES_COLLECTION].count_documents({}) == 0  # released
+
+        with (
+            hold_lease(db, name="night", holder="the night of 1998-01-31"),
+            pytest.raises(runs.NightFailed) as refused,
+        ):
+            runs.run_job(own, job_name=NIGHTLY_JOB, partition=day)
+        assert str(refused.value).startswith(
+            "nightly 1998-02-01 did not start: lease 'night' is held by the night of 1998-01-31"
+        )
+        assert len(seen) == 1  # the refused night never ran
+    finally:
+        client.drop_database(own.mongo.database)
+        client.close()
