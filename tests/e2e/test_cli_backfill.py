@@ -16,7 +16,9 @@ from jobs.platform.lake import read_table
 from schemas.settings import Settings
 from schemas.tables import BACKTESTS, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 
-pytestmark = pytest.mark.e2e
+# Three whole nights (about two minutes): the slow tier. The default tier covers the same
+# path per night (tests/e2e/test_night.py) and the audited backfill (test_monitoring.py).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 DATES = [dt.date(1997, 11, 1), dt.date(1997, 11, 18), dt.date(1997, 12, 5)]
 
