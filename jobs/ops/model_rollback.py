@@ -20,6 +20,7 @@ The runbook's steps as one function, each verifiable:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,8 +32,14 @@ from pyspark.sql import functions as F
 
 from jobs.platform import (
     CHAMPION,
+    NIGHT_LEASE,
+    Lease,
+    LeaseHeldError,
     configure_mlflow,
+    default_holder,
+    leased,
     read_table,
+    retrain_lease,
     table_exists,
     table_path,
     table_version,
@@ -142,12 +149,30 @@ def rollback(
     good_version: str,
     model_name: str | None = None,
 ) -> RollbackResult:
-    """Roll ``model_name`` (default: the primary model) back to ``good_version``."""
+    """Roll ``model_name`` (default: the primary model) back to ``good_version``.
+
+    Holds the model's ``retrain:<model>`` lease (no promotion moves its alias meanwhile)
+    and the ``night`` lease (no night writes ``predictions.current`` meanwhile); the
+    resync takes the ``sync`` lease itself.
+    """
     name = model_name or settings.model.name
     try:
         find_definition(settings, name)
     except KeyError as exc:
         raise RollbackError(str(exc.args[0])) from exc
+    holder = f"{default_holder()} rollback {name}"
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(leased(settings, name=retrain_lease(name), holder=holder))
+            night = stack.enter_context(leased(settings, name=NIGHT_LEASE, holder=holder))
+        except LeaseHeldError as exc:
+            raise RollbackError(f"{exc}; try again once that run is done") from exc
+        return _rollback(spark, settings, name=name, good_version=good_version, night=night)
+
+
+def _rollback(
+    spark: SparkSession, settings: Settings, *, name: str, good_version: str, night: Lease
+) -> RollbackResult:
     client = configure_mlflow(settings)
     bad = version_by_alias(client, model_name=name, alias=CHAMPION)
     if bad is None:
@@ -182,6 +207,7 @@ def rollback(
                 f"rows of {name} v{good_version}: nothing to restore"
             )
     if rows is not None:
+        night.check()
         _replace_model_rows(spark, settings, rows, model_name=name)
     after = table_version(spark, settings, PREDICTIONS_CURRENT)
     restored = (
@@ -189,6 +215,14 @@ def rollback(
     )
     versions = _model_versions(spark, settings, model_name=name)
 
+    # Compare-and-set: the alias moves only from the version this rollback read.
+    now = version_by_alias(client, model_name=name, alias=CHAMPION)
+    if now is None or str(now.version) != bad_version:
+        moved = "gone" if now is None else f"now v{now.version}"
+        raise RollbackError(
+            f"{name}'s {CHAMPION} alias moved during the rollback (read v{bad_version}, {moved}): "
+            f"left as it is; {name}'s rows of {PREDICTIONS_CURRENT.name} are restored"
+        )
     client.set_registered_model_alias(name, CHAMPION, good_version)
     synced = sync_full(spark, settings)
     return RollbackResult(

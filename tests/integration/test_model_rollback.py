@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from jobs.ops import RollbackError, rollback
+from jobs.platform import NIGHT_LEASE, leased
 from jobs.platform.lake import (
     ensure_table,
     file_statistics,
@@ -223,3 +224,19 @@ def test_the_cli_names_the_configured_models(spark: SparkSession, settings: Sett
     assert result.exit_code == 1, result.output
     assert "rollback refused" in result.output
     assert settings.model.name in result.output
+
+
+def test_a_running_night_refuses_the_rollback(spark: SparkSession, env: Settings) -> None:
+    a = env.model.name
+    replace_model(spark, env, rows(ids(5), model=a, version="1", day=dt.date(1998, 1, 1), seed=1))
+    replace_model(spark, env, rows(ids(5), model=a, version="2", day=dt.date(1998, 1, 2), seed=2))
+    before = table_version(spark, env, PREDICTIONS_CURRENT)
+    with (
+        leased(env, name=NIGHT_LEASE, holder="the night of 1998-01-03"),
+        pytest.raises(RollbackError, match="the night of 1998-01-03"),
+    ):
+        rollback(spark, env, good_version="1", model_name=a)
+    assert table_version(spark, env, PREDICTIONS_CURRENT) == before
+    champion = version_by_alias(configure_mlflow(env), model_name=a, alias=CHAMPION)
+    assert champion is not None and str(champion.version) == "2"
+    rollback(spark, env, good_version="1", model_name=a)  # the lease was released
