@@ -37,7 +37,7 @@ def publish(
     ] = False,
 ) -> None:
     """Publish a night its audit held back, after a review: current, then MongoDB."""
-    from jobs.ops.score import held_runs, publish_held
+    from jobs.ops import held_runs, publish_held
     from jobs.platform import ensure_local_mongo, get_spark
     from jobs.scoring import ScoringError
     from jobs.sync import SyncError
