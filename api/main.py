@@ -43,7 +43,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         the_store = store or MongoPredictionStore(resolved.mongo)
-        reader = Reader(the_store, cfg, metrics=metrics)
+        served_models = [resolved.model.name, *(m.name for m in resolved.model.additional)]
+        reader = Reader(the_store, cfg, metrics=metrics, models=served_models)
         models = ModelHolder(resolved)
         request_log = RequestLog(sample_rate=cfg.request_log_sample_rate, path=cfg.request_log_path)
         services = Services(

@@ -8,6 +8,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Sources whose answer was read from synced data (the stale-answer count's sources).
+SYNCED_SOURCES = ("batch", "prior")
 
 
 class Metrics:
@@ -54,12 +56,42 @@ class Metrics:
             "Version of the cold-start model being served (0: none).",
             registry=self.registry,
         )
+        # The served data (api.reads.served), set when scraped.
+        self.data_age = Gauge(
+            "lakescore_served_data_age_seconds",
+            "Seconds since the last completed sync of the data being served "
+            "(sync_state synced_at; NaN until one is seen).",
+            registry=self.registry,
+        )
+        self.score_date = Gauge(
+            "lakescore_served_score_date",
+            "Newest score date in the served data, per model, as a unix timestamp (midnight UTC).",
+            ["model"],
+            registry=self.registry,
+        )
+        self.stale_answers = Counter(
+            "lakescore_api_stale_answers",
+            "Answers read from synced data (batch scores, priors) whose last completed sync "
+            "is older than api.sync_stale_after_hours.",
+            ["route"],
+            registry=self.registry,
+        )
         # Label children by value (``labels()`` takes a lock and builds a key on every call).
         self._answers: dict[tuple[str, str], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}
+        self._stale: dict[str, Any] = {}
 
-    def observe(self, *, route: str, sources: Iterable[str], seconds: float, degraded: bool) -> str:
-        """Count every answer's source; time the request under its source (``mixed`` if several)."""
+    def observe(
+        self,
+        *,
+        route: str,
+        sources: Iterable[str],
+        seconds: float,
+        degraded: bool,
+        stale: bool = False,
+    ) -> str:
+        """Count every answer's source; time the request under its source (``mixed`` if several);
+        ``stale``: the served data is past its bound, count the answers read from it."""
         counts: dict[str, int] = {}
         for source in sources:
             counts[source] = counts.get(source, 0) + 1
@@ -76,4 +108,11 @@ class Metrics:
         child.observe(seconds)
         if degraded:
             self.degraded.labels(route).inc()
+        if stale:
+            n = sum(counts.get(source, 0) for source in SYNCED_SOURCES)
+            if n:
+                child = self._stale.get(route)
+                if child is None:
+                    child = self._stale[route] = self.stale_answers.labels(route)
+                child.inc(n)
         return label

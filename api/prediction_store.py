@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import pymongo
@@ -91,6 +92,27 @@ class MongoPredictionStore:
         if state is None:
             return None
         return (state.get("delta_version"), state.get("synced_at"), state.get("mode"))
+
+    async def newest_score_dates(self, models: Sequence[str]) -> dict[str, str]:
+        """The newest ``score_date`` of each model in the collection (models without one are
+        left out): one ``$group`` pass over the collection, so it runs in the background
+        after a sync, like ``ids``. Model names are configured ones (plain names; one with a
+        dot or ``$`` could not be a field path and is skipped)."""
+        names = [m for m in dict.fromkeys(models) if "." not in m and not m.startswith("$")]
+        if not names:
+            return {}
+        group: dict[str, Any] = {"_id": None}
+        for i, name in enumerate(names):
+            group[f"m{i}"] = {"$max": f"$models.{name}.score_date"}
+        with pymongo.timeout(self._scan_timeout_s):
+            cursor = await self._predictions.aggregate([{"$group": group}])
+            rows = [row async for row in cursor]
+        if not rows:
+            return {}
+        row = rows[0]
+        return {
+            name: row[f"m{i}"] for i, name in enumerate(names) if isinstance(row.get(f"m{i}"), str)
+        }
 
     async def priors(self) -> dict[str, dict[str, Any]]:
         now = time.monotonic()

@@ -72,7 +72,13 @@ def record_sources(
     state = scope.get("state", {})
     started = state.get("t0")
     latency = time.perf_counter() - started if started is not None else 0.0
-    services.metrics.observe(route=route, sources=sources, seconds=latency, degraded=degraded)
+    services.metrics.observe(
+        route=route,
+        sources=sources,
+        seconds=latency,
+        degraded=degraded,
+        stale=services.reader.served.stale(),
+    )
     log = services.request_log
     if log.sampled():
         log.record(

@@ -274,7 +274,12 @@ class LakehouseSettings(_Section):
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # An answer's ``stale`` flag: its score date is more than this many days before today.
     stale_after_days: int = Field(default=2, ge=0)
+    # /metrics counts answers read from synced data (batch scores, priors) whose last
+    # completed sync (``sync_state.synced_at``) is older than this
+    # (``lakescore_api_stale_answers_total``): a nightly sync that stopped landing.
+    sync_stale_after_hours: float = Field(default=36.0, ge=0.0)
     # Used when no prior was synced yet: the answer is still flagged as a fallback.
     default_prior: float = Field(default=0.1, ge=0.0, le=1.0)
     # Auth: sha256 hex digests of the accepted keys (never the keys). Empty: auth off (local dev).

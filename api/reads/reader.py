@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.settings import ApiSettings
@@ -12,6 +13,7 @@ from api.reads.budget import StoreBudget, StoreUnavailableError
 from api.reads.cache import Doc, ReadCache
 from api.reads.coalescing import ReadCoalescer
 from api.reads.known_ids import KnownIds, KnownIdsFilter
+from api.reads.served import ServedData
 from api.reads.watermark import WatermarkPoller
 
 
@@ -20,7 +22,12 @@ class Reader:
     lookups coalesced); a watermark move clears what was read before it."""
 
     def __init__(
-        self, store: PredictionStore, cfg: ApiSettings, *, metrics: Metrics | None = None
+        self,
+        store: PredictionStore,
+        cfg: ApiSettings,
+        *,
+        metrics: Metrics | None = None,
+        models: Sequence[str] = (),
     ) -> None:
         self.store = store
         self.metrics = metrics or Metrics()
@@ -34,6 +41,10 @@ class Reader:
         )
         self._poller = WatermarkPoller(
             store, self._budget, poll_s=cfg.watermark_poll_s, on_change=self.invalidate
+        )
+        # When the served data was synced, its score dates (of ``models``), its staleness.
+        self.served = ServedData(
+            store, models=models, stale_after_s=cfg.sync_stale_after_hours * 3600
         )
         self.last_priors: dict[str, Doc] = {}
         # Rendered answers, bound straight to the cache: a rendered hit pays no extra call.
@@ -110,6 +121,7 @@ class Reader:
         self._cache.invalidate()
         self._known.reset()  # nothing is skipped until the filter of the new sync is built
         self.store.invalidate()
+        self.served.update(self._poller.watermark)
         if self._poller.synced:
             self._known.rebuild()
 
@@ -122,4 +134,5 @@ class Reader:
 
     async def stop(self) -> None:
         self._known.stop()
+        self.served.stop()
         await self._poller.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from fastapi import APIRouter, Response, status
@@ -48,4 +49,11 @@ async def metrics(services: ServicesDep) -> Response:
     m.cache_entries.set(services.reader.cache_entries)
     model = services.models.current
     m.model_version.set(float(model.version) if model and model.version.isdigit() else 0)
+    served = services.reader.served
+    age = served.age_s()
+    m.data_age.set(math.nan if age is None else age)
+    dates = served.score_dates
+    m.score_date.clear()
+    for name, stamp in dates.items():
+        m.score_date.labels(name).set(stamp)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
