@@ -299,6 +299,8 @@ class ApiSettings(_Section):
     max_batch_ids: int = Field(default=1000, ge=1, le=10_000)
     store_timeout_ms: int = Field(default=250, ge=1)
     store_retry_after_s: float = Field(default=1.0, ge=0.0)
+    # Reads over store_timeout_ms in a row that mark the store down (an error marks it at once).
+    store_trip_after: int = Field(default=3, ge=1)
     # Read cache invalidated by the sync watermark (sync_state delta_version); 0 entries: off.
     cache_max_entries: int = Field(default=200_000, ge=0)
     # Bloom filter of the ids in the last sync: new customers are answered without a DB read.

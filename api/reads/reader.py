@@ -32,7 +32,9 @@ class Reader:
         self.store = store
         self.metrics = metrics or Metrics()
         self._budget = StoreBudget(
-            timeout_s=cfg.store_timeout_ms / 1000, retry_after_s=cfg.store_retry_after_s
+            timeout_s=cfg.store_timeout_ms / 1000,
+            retry_after_s=cfg.store_retry_after_s,
+            trip_after=cfg.store_trip_after,
         )
         self._cache = ReadCache(max_entries=cfg.cache_max_entries)
         self._known = KnownIdsFilter(store, self.metrics, enabled=cfg.known_ids_filter)

@@ -48,10 +48,15 @@ class WatermarkPoller:
         try:
             async with asyncio.timeout(self.budget.timeout_s * 2):
                 mark = await self.store.watermark()
-        except (PyMongoError, TimeoutError) as exc:
+        except TimeoutError:
+            self.budget.over_budget()  # slow, like a read: only enough in a row mark it down
+            log.debug("watermark poll over budget")
+            return
+        except PyMongoError as exc:
             self.budget.mark_down()
             log.debug("watermark poll failed: %s", type(exc).__name__)
             return
+        self.budget.answered()
         recovered = self.budget.mark_up()
         if mark != self.watermark or recovered:
             if self.watermark is not UNSET:

@@ -194,14 +194,38 @@ def test_a_failure_marks_the_store_down_until_the_poll_sees_it_again() -> None:
     run(scenario, known_ids_filter=False, store_retry_after_s=60)
 
 
-def test_a_read_over_budget_is_unavailable() -> None:
+def test_a_read_over_budget_is_unavailable_and_enough_in_a_row_mark_the_store_down() -> None:
     async def scenario(reader: Reader, store: CountingStore) -> None:
+        await asyncio.sleep(0.01)  # the poll loop's first poll answered
         store.delay = 0.2
+        for _ in range(2):  # busy, not gone: each slow read fails alone
+            with pytest.raises(StoreUnavailableError, match="TimeoutError"):
+                await reader.get("C1")
+            assert reader.store_up
+        store.delay = 0.0
+        assert (await reader.get("C1")) is not None  # an answer resets the count
+        store.delay = 0.2
+        for _ in range(2):
+            with pytest.raises(StoreUnavailableError, match="TimeoutError"):
+                await reader.get("C1")
+        assert reader.store_up
         with pytest.raises(StoreUnavailableError, match="TimeoutError"):
             await reader.get("C1")
-        assert not reader.store_up
+        assert not reader.store_up  # the third in a row
+        calls = len(store.calls)
+        with pytest.raises(StoreUnavailableError, match="marked down"):
+            await reader.get("C1")
+        assert len(store.calls) == calls
 
-    run(scenario, known_ids_filter=False, store_timeout_ms=20, store_retry_after_s=60)
+    run(
+        scenario,
+        known_ids_filter=False,
+        store_timeout_ms=20,
+        store_retry_after_s=60,
+        store_trip_after=3,
+        cache_max_entries=0,
+        watermark_poll_s=60,  # only the reads count here
+    )
 
 
 def test_no_priors_ever_read_and_the_store_down_is_unavailable() -> None:

@@ -9,11 +9,11 @@ client timeout); some of the excess is refused (the answered and refused p99 and
 refused share are reported in the table, not asserted); known customers are never answered as unknown or with another
 score (a degraded answer is excused up to ``MAX_DEGRADED_SHARE`` of a phase's answers, the
 excess counts as lost; the degraded share is in the table), resident memory stays bounded,
-and afterwards the service answers as before. Degraded answers beyond the bound, with every
-other check passing, mark the test a known defect in the table rather than a failure: on a
-shared 2-core machine 10-60% of a phase's answers were degraded, because one store read over
-``api.store_timeout_ms`` marks the store down for ``api.store_retry_after_s`` and every
-answer in that window is degraded.
+and afterwards the service answers as before. During the burst itself the store's reads
+queue behind the offered load, and answering some of them degraded within the budget is the
+designed response, bounded separately (``BURST_MAX_DEGRADED_SHARE``): with the store marked
+down on one slow read, 10-60% of burst answers were degraded on a shared 2-core machine;
+marked down only after ``api.store_trip_after`` slow reads in a row, 4-10%.
 
 The load generator is a hand-rolled HTTP/1.1 client on uvloop (``load.py``): with httpx the
 generator used 50-70% of a core against the API's 20% during the burst, so the latencies
@@ -57,6 +57,9 @@ DATABASE = "reliability_load"
 WORKERS = 8
 CUSTOMERS = 2_000
 MEASURE_S, RECOVER_S = 3.0, 3.0
+# Above capacity the store's reads queue: this share of burst answers may be degraded (flagged,
+# within the budget); the capacity and recovery phases keep MAX_DEGRADED_SHARE.
+BURST_MAX_DEGRADED_SHARE = 0.20
 RSS_GROWTH_LIMIT_KB = 256 * 1024  # bounded: a queue growing with the offered load would pass it
 
 
@@ -92,7 +95,7 @@ def _summary(stats: Stats) -> str:
         f"{stats.skipped}), {stats.ok_per_s:.0f} ok/s, {{{codes}}}, hung {stats.hung}, "
         f"broken connections {dict(stats.broken) or 0}, "
         f"degraded {stats.degraded} of {stats.answers} answers "
-        f"({100 * stats.degraded_share:.1f}%, max {100 * MAX_DEGRADED_SHARE:g}%), "
+        f"({100 * stats.degraded_share:.1f}%, max {100 * stats.max_degraded_share:g}%), "
         f"p50 {stats.latency_ms(0.5):.0f} ms, "
         f"p99 {stats.latency_ms(0.99):.0f} ms (200s: p50 {stats.latency_ms(0.5, 'ok'):.0f}, "
         f"p99 {stats.latency_ms(0.99, 'ok'):.0f} ms; refusals: p99 "
@@ -133,6 +136,7 @@ def test_overload_is_refused_fast_and_recovers(
         )
     )
     recovery = run(gen.closed(workers=WORKERS, seconds=RECOVER_S))
+    burst.max_degraded_share = BURST_MAX_DEGRADED_SHARE
     metrics = httpx.get(f"{api.url}/metrics").text
     shed_lag = metric_sum(metrics, "lakescore_api_shed_total", 'reason="loop_lag"')
     shed_cap = metric_sum(metrics, "lakescore_api_shed_total", 'reason="concurrency"')
@@ -171,11 +175,10 @@ def test_overload_is_refused_fast_and_recovers(
     assert capacity.answers > 0 and recovery.answers > 0
     assert capacity.lost == burst.lost == recovery.lost == 0  # never another or no score
     assert server_errors(metrics) == 0
-    if lost:  # what remains: degraded answers beyond the bound, counted as lost above
-        pytest.xfail(
-            f"known defect: {degraded} of {answers} answers degraded "
-            f"({[f'{100 * p.degraded_share:.0f}%' for p in phases]} of the capacity, burst and "
-            f"recovery answers; bound {100 * MAX_DEGRADED_SHARE:g}%): one store read over "
-            "api.store_timeout_ms marks the store down for api.store_retry_after_s, and every "
-            "answer in that window is degraded"
-        )
+    # Degraded answers beyond their phase's bound, counted as lost above.
+    assert lost == 0, (
+        f"{degraded} of {answers} answers degraded "
+        f"({[f'{100 * p.degraded_share:.0f}%' for p in phases]} of the capacity, burst and "
+        f"recovery answers; bounds {100 * MAX_DEGRADED_SHARE:g}%, "
+        f"{100 * BURST_MAX_DEGRADED_SHARE:g}% in the burst)"
+    )
