@@ -5,12 +5,13 @@ quarantine, the silver layout, and the data contracts with their metrics.
 from __future__ import annotations
 
 from jobs.lakehouse.contracts import ContractResult, check_contract
-from jobs.lakehouse.ingest import IngestResult, ingest_configured
+from jobs.lakehouse.ingest import IngestAccountingError, IngestResult, ingest_configured
 from jobs.lakehouse.silver_layout import needs_resort, resort_table
 from jobs.lakehouse.synthetic import generate
 
 __all__ = [
     "ContractResult",
+    "IngestAccountingError",
     "IngestResult",
     "check_contract",
     "generate",

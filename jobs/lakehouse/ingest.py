@@ -1,13 +1,19 @@
 """Ingest landing files into bronze (raw + metadata) and silver (typed, deduplicated).
 
-Row accounting holds for every batch: rows read = silver written + duplicates
-dropped + quarantined. A file whose content (sha256) bronze has already seen
-adds nothing, whatever its name. Sources: the bundled CDNOW file, or a landing
-folder with ``orders/`` and ``customers/`` CSV or Parquet files (``schemas.sources``).
+Row accounting holds for every batch, from counts taken apart (``IngestResult``):
+every row read is inserted into silver, updates a silver row, is a duplicate (within
+the batch, or of silver), is superseded by another row of its key in the batch, or is
+quarantined (a broken rule, or a conflicting re-send of an order); and silver grew by
+exactly the rows inserted. A batch whose counts do not add up raises
+``IngestAccountingError`` before its bronze rows are written, so the files stay new and
+the next run reads them again. A file whose content (sha256) bronze has already seen
+adds nothing, whatever its name. Sources: the bundled CDNOW file, or a landing folder
+with ``orders/`` and ``customers/`` CSV or Parquet files (``schemas.sources``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import uuid
@@ -15,33 +21,144 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.lakehouse.landing import landing_files, read_landing, with_metadata
-from jobs.lakehouse.merge import merge_silver
-from jobs.lakehouse.rules import CUSTOMERS_LAYER, ORDERS_LAYER, SourceLayer
-from jobs.platform import ensure_table, read_table, table_exists, table_path
+from jobs.lakehouse.merge import classify_batch, merge_silver
+from jobs.lakehouse.rules import CONFLICTING_RESEND, CUSTOMERS_LAYER, ORDERS_LAYER, SourceLayer
+from jobs.platform import (
+    ensure_table,
+    read_table,
+    table_exists,
+    table_path,
+    table_version,
+)
 from schemas.settings import Settings
 from schemas.sources import ORDERS_SOURCE
 from schemas.tables import BRONZE_ORDERS, TableSpec
 
+SILVER_ROW = "_silver"  # the silver columns of a typed row, as one struct
+
 
 @dataclass(frozen=True, kw_only=True)
 class IngestResult:
+    """One batch's counts, each taken on its own.
+
+    - ``rows_read``: rows of the batch (what bronze receives; ``bronze_written`` is the
+      count bronze's commit reports, None until bronze is written);
+    - ``silver_inserted`` / ``silver_updated``: the silver commit's operation metrics;
+    - ``duplicates_in_batch`` / ``duplicates_in_silver`` / ``superseded``: found by key and
+      value (``jobs.lakehouse.merge.BatchKeys``); ``new_keys`` / ``changed_keys``: the keys
+      that classification expects the write to insert and update;
+    - ``conflicts`` / ``quarantined``: rows counted in the quarantine table after its
+      write (conflicting re-sends, and rows that broke a typing rule);
+    - ``silver_rows_before`` / ``silver_rows_after``: silver's row count at the version
+      read before the write and at the version the write committed.
+    """
+
     source_file: str
     fingerprint: str
     batch_id: str
     skipped: bool
     rows_read: int = 0
     silver_inserted: int = 0
-    duplicates_dropped: int = 0
+    silver_updated: int = 0
+    duplicates_in_batch: int = 0
+    duplicates_in_silver: int = 0
+    superseded: int = 0
+    conflicts: int = 0
     quarantined: int = 0
+    new_keys: int = 0
+    changed_keys: int = 0
+    silver_version_before: int | None = None
+    silver_version_after: int | None = None
+    silver_rows_before: int = 0
+    silver_rows_after: int = 0
+    bronze_written: int | None = 0
     files: int = 1
 
     @property
+    def duplicates_dropped(self) -> int:
+        return self.duplicates_in_batch + self.duplicates_in_silver
+
+    @property
+    def silver_written(self) -> int:
+        return self.silver_inserted + self.silver_updated
+
+    def accounting_errors(self) -> list[str]:
+        """Each accounting equation that does not hold, as a sentence (empty: accounted)."""
+        errors = []
+        kept = (
+            self.silver_inserted
+            + self.silver_updated
+            + self.duplicates_in_batch
+            + self.duplicates_in_silver
+            + self.superseded
+        )
+        accounted = kept + self.conflicts + self.quarantined
+        if self.rows_read != accounted:
+            errors.append(
+                f"rows read {self.rows_read} != inserted + updated + duplicates in batch "
+                f"+ duplicates in silver + superseded + conflicts + quarantined = {accounted}"
+            )
+        grown = self.silver_rows_after - self.silver_rows_before
+        if grown != self.silver_inserted:
+            errors.append(
+                f"silver grew by {grown} rows (version {self.silver_version_before} -> "
+                f"{self.silver_version_after}) but the write reports {self.silver_inserted} inserted"
+            )
+        if (self.silver_inserted, self.silver_updated) != (self.new_keys, self.changed_keys):
+            errors.append(
+                f"the write inserted {self.silver_inserted} and updated {self.silver_updated} rows, "
+                f"the batch holds {self.new_keys} new and {self.changed_keys} changed keys"
+            )
+        before, after = self.silver_version_before, self.silver_version_after
+        if before is not None and after is not None and after - before not in (0, 1):
+            errors.append(
+                f"silver moved from version {before} to {after}: another writer committed "
+                "during the batch"
+            )
+        if self.bronze_written is not None and self.bronze_written != self.rows_read:
+            errors.append(f"bronze wrote {self.bronze_written} rows of {self.rows_read} read")
+        return errors
+
+    @property
     def accounted(self) -> bool:
-        return self.rows_read == self.silver_inserted + self.duplicates_dropped + self.quarantined
+        return not self.accounting_errors()
+
+    def counts(self) -> str:
+        """Every count, for messages and logs."""
+        names = [
+            "rows_read",
+            "silver_inserted",
+            "silver_updated",
+            "duplicates_in_batch",
+            "duplicates_in_silver",
+            "superseded",
+            "conflicts",
+            "quarantined",
+            "new_keys",
+            "changed_keys",
+            "silver_rows_before",
+            "silver_rows_after",
+            "silver_version_before",
+            "silver_version_after",
+            "bronze_written",
+        ]
+        return ", ".join(f"{name}={getattr(self, name)}" for name in names)
+
+
+class IngestAccountingError(RuntimeError):
+    """A batch whose independent counts do not add up: the message names every count."""
+
+    def __init__(self, result: IngestResult) -> None:
+        self.result = result
+        super().__init__(
+            f"row accounting does not hold for batch {result.batch_id} of {result.source_file}: "
+            f"{'; '.join(result.accounting_errors())} ({result.counts()})"
+        )
 
 
 def cdnow_path() -> Path:
@@ -157,44 +274,132 @@ def _ingest_batch(
     fingerprint: str,
     files: int,
 ) -> IngestResult:
+    """Quarantine, silver, then bronze for one batch, checking its row accounting.
+
+    Silver is read at one pinned version: the batch is classified against it by key
+    (``classify_batch``), and its row counts before and after the write come from that
+    version and the version the write committed. An order whose id silver holds with
+    other values, or that the batch sends with different values, is quarantined with a
+    ``conflicting_resend`` reason; a changed customer profile updates silver.
+    """
     bronze = bronze.withColumn("batch_id", F.lit(batch_id)).select(*layer.bronze.columns)
     for spec in (layer.bronze, layer.quarantine, layer.silver):
         ensure_table(spark, settings, spec)
-    typed = layer.typed(bronze)
-    counts = typed.agg(F.count(F.lit(1)).alias("n"), F.count("reason").alias("bad")).first()
-    n_read, n_bad = (int(counts["n"]), int(counts["bad"])) if counts else (0, 0)
-    in_batch = ", ".join(f"'{fp}'" for fp in fingerprint.split(","))
+    key = layer.source.key
+    silver_version = table_version(spark, settings, layer.silver)
+    silver = read_table(spark, settings, layer.silver, version=silver_version)
+    silver_before = silver.count()  # from the log's file statistics: no data file is read
+    typed = layer.typed(bronze).withColumn(SILVER_ROW, F.struct(*layer.silver_columns()))
+    keys = classify_batch(
+        typed.select("reason", f"{SILVER_ROW}.*"),
+        silver if silver_before else None,
+        key=key,
+        values=[c for c in layer.silver.columns if c not in (key, "batch_id")],
+        update_changed=layer.update_changed,
+    )
+    if keys.conflicting:
+        conflicting = spark.createDataFrame(
+            list(keys.conflicting), "_conflict_key STRING, _conflict STRING"
+        )
+        typed = typed.join(
+            F.broadcast(conflicting), typed[SILVER_ROW][key] == conflicting["_conflict_key"], "left"
+        )
+    else:
+        typed = typed.withColumn("_conflict", F.lit(None).cast("string"))
+    prints = fingerprint.split(",")
+    in_batch = ", ".join(f"'{fp}'" for fp in prints)
     # Quarantine first, then silver, bronze last: the bronze fingerprint marks the files
     # as done, so a crash before it makes the re-run redo the whole batch (quarantine
-    # replaces the files' rows, silver merges on its key: both stay exact).
+    # replaces the files' rows, silver merges on its key: both stay exact; rows the crashed
+    # run wrote to silver are then duplicates of silver).
     (
-        typed.where(F.col("reason").isNotNull())
+        typed.where(F.col("reason").isNotNull() | F.col("_conflict").isNotNull())
+        .withColumn("reason", F.coalesce("reason", "_conflict"))
         .select(*layer.quarantine.columns)
         .write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", f"file_fingerprint IN ({in_batch})")
         .save(table_path(settings, layer.quarantine))
     )
-    written = merge_silver(
+    conflicts, quarantined = _quarantine_counts(spark, settings, layer.quarantine, prints)
+    commit = merge_silver(
         spark,
         settings,
         layer.silver,
-        rows=layer.to_silver(typed),
-        key=layer.source.key,
+        rows=typed.where(F.col("reason").isNull() & F.col("_conflict").isNull()).select(
+            f"{SILVER_ROW}.*"
+        ),
+        key=key,
         update_changed=layer.update_changed,
+        read_version=silver_version,
+        empty=silver_before == 0,
+        deduplicate=keys.duplicates_in_batch + keys.superseded > 0,
     )
-    bronze.write.format("delta").mode("append").save(table_path(settings, layer.bronze))
-    return IngestResult(
+    silver_after = (
+        silver_before
+        if commit.version == silver_version
+        else read_table(spark, settings, layer.silver, version=commit.version).count()
+    )
+    result = IngestResult(
         source_file=label,
         fingerprint=fingerprint,
         batch_id=batch_id,
         skipped=False,
-        rows_read=n_read,
-        silver_inserted=written,
-        duplicates_dropped=n_read - n_bad - written,
-        quarantined=n_bad,
+        rows_read=keys.rows,
+        silver_inserted=commit.inserted,
+        silver_updated=commit.updated,
+        duplicates_in_batch=keys.duplicates_in_batch,
+        duplicates_in_silver=keys.duplicates_in_silver,
+        superseded=keys.superseded,
+        conflicts=conflicts,
+        quarantined=quarantined,
+        new_keys=keys.new_keys,
+        changed_keys=keys.changed_keys,
+        silver_version_before=silver_version,
+        silver_version_after=commit.version,
+        silver_rows_before=silver_before,
+        silver_rows_after=silver_after,
+        bronze_written=None,
         files=files,
     )
+    if not result.accounted:  # before bronze: the files stay new, the next run redoes them
+        raise IngestAccountingError(result)
+    written = _append_bronze(spark, settings, layer, bronze, batch_id=batch_id)
+    result = dataclasses.replace(result, bronze_written=written)
+    if not result.accounted:
+        raise IngestAccountingError(result)
+    return result
+
+
+def _append_bronze(
+    spark: SparkSession, settings: Settings, layer: SourceLayer, bronze: DataFrame, *, batch_id: str
+) -> int:
+    """Append the batch to bronze; the rows its commit reports (0 when Delta committed
+    nothing: the commit is known by the batch id it carries as user metadata)."""
+    tag = f"ingest batch {batch_id}"
+    path = table_path(settings, layer.bronze)
+    bronze.write.format("delta").mode("append").option("userMetadata", tag).save(path)
+    commit = DeltaTable.forPath(spark, path).history(1).first()
+    if commit is None or commit["userMetadata"] != tag:
+        return 0
+    return int(commit["operationMetrics"]["numOutputRows"])
+
+
+def _quarantine_counts(
+    spark: SparkSession, settings: Settings, spec: TableSpec, fingerprints: list[str]
+) -> tuple[int, int]:
+    """(conflicting re-sends, rows that broke a rule) the quarantine table holds for the files."""
+    conflict = F.col("reason").startswith(f"{CONFLICTING_RESEND}:")
+    row = (
+        read_table(spark, settings, spec)
+        .where(F.col("file_fingerprint").isin(fingerprints))
+        .agg(
+            F.count_if(conflict).alias("conflicts"),
+            F.count_if(~conflict | F.col("reason").isNull()).alias("other"),
+        )
+        .first()
+    )
+    return (int(row["conflicts"]), int(row["other"])) if row else (0, 0)
 
 
 def _seen_fingerprints(

@@ -1,7 +1,9 @@
 """Pure typing rules from raw bronze strings to silver types; a broken row gets a ``reason``.
 
 The first rule a row breaks names the reason; rows with a reason go to
-quarantine, never to silver.
+quarantine, never to silver. A row that passes every rule can still be quarantined
+by ingest as a conflicting re-send (``conflicting_resend``): an order id sent again
+with other values than silver holds, or twice with different values in one batch.
 """
 
 from __future__ import annotations
@@ -66,16 +68,21 @@ def typed_orders(bronze: DataFrame) -> DataFrame:
     )
 
 
-def silver_orders(typed: DataFrame) -> DataFrame:
-    """Good typed orders in the silver layout (before deduplication)."""
-    return typed.where(F.col("reason").isNull()).select(
+def silver_order_columns() -> list[Column]:
+    """The silver orders columns as expressions over typed bronze orders."""
+    return [
         F.trim("order_id").alias("order_id"),
         F.trim("customer_id").alias("customer_id"),
         F.col("order_date_t").alias("order_date"),
         F.col("quantity_t").alias("quantity"),
         F.col("amount_t").alias("amount"),
-        "batch_id",
-    )
+        F.col("batch_id"),
+    ]
+
+
+def silver_orders(typed: DataFrame) -> DataFrame:
+    """Good typed orders in the silver layout (before deduplication)."""
+    return typed.where(F.col("reason").isNull()).select(*silver_order_columns())
 
 
 def _category(column: str) -> Column:
@@ -99,28 +106,59 @@ def typed_customers(bronze: DataFrame) -> DataFrame:
     return bronze.select("*", date.alias("signup_date_t"), reason.alias("reason"))
 
 
-def silver_customers(typed: DataFrame) -> DataFrame:
-    return typed.where(F.col("reason").isNull()).select(
+def silver_customer_columns() -> list[Column]:
+    """The silver customers columns as expressions over typed bronze customers."""
+    return [
         F.trim("customer_id").alias("customer_id"),
         F.col("signup_date_t").alias("signup_date"),
         F.upper(F.trim(F.col("country"))).alias("country"),
         _category("channel").alias("channel"),
         _category("device").alias("device"),
-        "batch_id",
+        F.col("batch_id"),
+    ]
+
+
+def silver_customers(typed: DataFrame) -> DataFrame:
+    """Good typed customers in the silver layout (before deduplication)."""
+    return typed.where(F.col("reason").isNull()).select(*silver_customer_columns())
+
+
+CONFLICTING_RESEND = "conflicting_resend"
+
+
+def conflicting_resend(key: str, value: Column, *, same_batch: Column) -> Column:
+    """The quarantine reason of a key re-sent with other values (sources whose rows are
+    immutable once seen): ``conflicting_resend: order_id o1 already in silver with other
+    values``, or ``... sent with different values in the same batch``."""
+    return F.concat(
+        F.lit(f"{CONFLICTING_RESEND}: {key} "),
+        value,
+        F.when(same_batch, F.lit(" sent with different values in the same batch")).otherwise(
+            F.lit(" already in silver with other values")
+        ),
     )
 
 
 @dataclass(frozen=True, kw_only=True)
 class SourceLayer:
-    """One source's path through the lake: its tables and typing rules."""
+    """One source's path through the lake: its tables and typing rules.
+
+    ``update_changed``: a key silver already holds takes the batch's values when they
+    differ (customer profiles); without it, rows are immutable once in silver (orders),
+    and a key re-sent with other values is a conflict, quarantined.
+    """
 
     source: SourceSpec
     bronze: TableSpec
     quarantine: TableSpec
     silver: TableSpec
     typed: Callable[[DataFrame], DataFrame]
-    to_silver: Callable[[DataFrame], DataFrame]
+    silver_columns: Callable[[], list[Column]]
     update_changed: bool
+
+    def to_silver(self, typed: DataFrame) -> DataFrame:
+        """Good typed rows in the silver layout (before deduplication)."""
+        return typed.where(F.col("reason").isNull()).select(*self.silver_columns())
 
 
 ORDERS_LAYER = SourceLayer(
@@ -129,7 +167,7 @@ ORDERS_LAYER = SourceLayer(
     quarantine=QUARANTINE_ORDERS,
     silver=SILVER_ORDERS,
     typed=typed_orders,
-    to_silver=silver_orders,
+    silver_columns=silver_order_columns,
     update_changed=False,
 )
 CUSTOMERS_LAYER = SourceLayer(
@@ -138,6 +176,6 @@ CUSTOMERS_LAYER = SourceLayer(
     quarantine=QUARANTINE_CUSTOMERS,
     silver=SILVER_CUSTOMERS,
     typed=typed_customers,
-    to_silver=silver_customers,
+    silver_columns=silver_customer_columns,
     update_changed=True,
 )

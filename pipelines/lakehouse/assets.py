@@ -19,7 +19,12 @@ from dagster import (
 from pyspark.sql import functions as F
 
 from jobs.features import build_customer_features
-from jobs.lakehouse import IngestResult, check_contract, ingest_configured
+from jobs.lakehouse import (
+    IngestAccountingError,
+    IngestResult,
+    check_contract,
+    ingest_configured,
+)
 from jobs.platform import read_table
 from pipelines.errors import permanent_errors, permanent_failure
 from pipelines.keys import (
@@ -43,9 +48,15 @@ def _ingest_metadata(result: IngestResult) -> dict[str, Any]:
         "files": result.files,
         "skipped_already_ingested": result.skipped,
         "rows_read": result.rows_read,
-        "silver_written": result.silver_inserted,
-        "duplicates_dropped": result.duplicates_dropped,
+        "silver_inserted": result.silver_inserted,
+        "silver_updated": result.silver_updated,
+        "duplicates_in_batch": result.duplicates_in_batch,
+        "duplicates_in_silver": result.duplicates_in_silver,
+        "superseded": result.superseded,
+        "conflicts": result.conflicts,
         "quarantined": result.quarantined,
+        "silver_rows_before": result.silver_rows_before,
+        "silver_rows_after": result.silver_rows_after,
         "accounted": result.accounted,
     }
 
@@ -55,14 +66,18 @@ def orders(
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
     settings = lakescore.settings()
     spark = lakescore.spark()
-    # A missing landing folder or CDNOW file, or files without the contract's columns.
-    with permanent_errors(FileNotFoundError, ValueError):
+    # A missing landing folder or CDNOW file, files without the contract's columns, or a
+    # batch whose counts do not add up (its message names every count; its files stay new).
+    with permanent_errors(FileNotFoundError, ValueError, IngestAccountingError):
         results = ingest_configured(spark, settings)
     for result in results:
         context.log.info(f"ingest: {result}")
         if not result.accounted:
             # Permanent: a retry would skip the files just written and hide the gap.
-            raise permanent_failure(f"row accounting does not hold for {result}")
+            raise permanent_failure(
+                f"row accounting does not hold for {result.source_file}: "
+                f"{'; '.join(result.accounting_errors())} ({result.counts()})"
+            )
     by_source = {r.source_file.rsplit("/", 1)[-1]: r for r in results}
     order_result = by_source.get("orders", results[0])
     customer_result = by_source.get("customers")

@@ -149,7 +149,8 @@ def test_customer_profiles_are_typed_checked_and_updated(
         header + "c1,2023-01-01,US,email,desktop\n" + "c2,2023-02-01,DE,organic,desktop\n",
     )
     second = ingest_landing(spark, local, landing=landing)[1]
-    assert (second.silver_inserted, second.duplicates_dropped) == (1, 1)  # c1 changed, c2 same
+    # c1 changed (an update), c2 the same (a duplicate of silver)
+    assert (second.silver_inserted, second.silver_updated, second.duplicates_in_silver) == (0, 1, 1)
     assert second.accounted
     silver = {r["customer_id"]: r for r in read_table(spark, local, SILVER_CUSTOMERS).collect()}
     assert silver["c1"]["device"] == "desktop"
