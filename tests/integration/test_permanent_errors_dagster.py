@@ -81,10 +81,10 @@ def test_scoring_without_a_champion_fails_once(spark: Any, empty_settings: Setti
     assert empty_settings.schedule.step_retries == 2
     result = run_nightly(empty_settings, [HISTORY_KEY, CURRENT_KEY])
     assert not result.success
-    counts = step_events(result, "predictions")
+    counts = step_events(result, "predictions__history")
     assert counts.get("STEP_FAILURE") == 1
     assert "STEP_UP_FOR_RETRY" not in counts and "STEP_RESTARTED" not in counts
-    message = failure_message(result, "predictions")
+    message = failure_message(result, "predictions__history")
     assert message.startswith("ScoringError: ")
     assert f"model {empty_settings.model.name!r} has no 'champion' alias" in message
 
