@@ -281,6 +281,12 @@ def _ingest_batch(
     version and the version the write committed. An order whose id silver holds with
     other values, or that the batch sends with different values, is quarantined with a
     ``conflicting_resend`` reason; a changed customer profile updates silver.
+
+    The accounting is checked after the silver write and before bronze: a batch that does
+    not add up raises ``IngestAccountingError`` with silver as its write committed it
+    (named by version in the message) and its files not marked as done. The one check
+    left for after bronze, that bronze's commit holds every row read, raises the same
+    error with the files marked.
     """
     bronze = bronze.withColumn("batch_id", F.lit(batch_id)).select(*layer.bronze.columns)
     for spec in (layer.bronze, layer.quarantine, layer.silver):
