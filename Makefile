@@ -30,6 +30,12 @@ typecheck: setup
 test: lint typecheck
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# One night on 1M synthetic customers with the default settings (LAKESCORE_SCALE_CUSTOMERS=N
+# for another size); figures in data/scale/run-<N>/figures.json.
+.PHONY: test-scale
+test-scale: setup
+	$(PY) -m pytest -m slow tests/e2e/test_night_at_scale.py
+
 bench: setup
 	$(PY) -m bench
 
