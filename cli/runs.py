@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,6 @@ def run_job(
 
     from jobs.platform import LeaseHeldError, default_holder, ensure_local_mongo, leased
     from pipelines.definitions import LEASE_TAG, build_definitions
-    from pipelines.keys import HISTORY_KEY
 
     dagster_home(settings)
     ensure_local_mongo(settings)
@@ -82,10 +82,7 @@ def run_job(
             for e in result.get_asset_check_evaluations()
             if not e.passed
         ]
-        held = any(
-            e.asset_key == HISTORY_KEY and not e.passed
-            for e in result.get_asset_check_evaluations()
-        )
+        held = held_by_audit(result.get_asset_check_evaluations())
         advice = (
             f" The night is held: predictions.current and MongoDB are unchanged; review with "
             f"`lakescore publish --date {partition} --list`."
@@ -98,6 +95,18 @@ def run_job(
             + advice
         )
     return result.run_id
+
+
+def held_by_audit(evaluations: Sequence[Any]) -> bool:
+    """A scoring audit check failed (the night is held); not the freshness check, which sits
+    on the same asset and fails for any score date older than the wall clock's."""
+    from pipelines.keys import HISTORY_KEY
+    from pipelines.scoring.assets import CHECK_NAMES
+
+    return any(
+        e.asset_key == HISTORY_KEY and e.check_name in CHECK_NAMES and not e.passed
+        for e in evaluations
+    )
 
 
 def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
