@@ -16,8 +16,11 @@ after writing clears the watermark, so the next sync rebuilds in full.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,7 @@ from jobs.sync.writes import BatchWriteError, WriteTally, insert_batches, upsert
 from schemas.serving import PRIORS_COLLECTION_SUFFIX
 from schemas.settings import Settings
 
+log = logging.getLogger(__name__)
 BUILD_SUFFIX = "__build"
 NAMESPACE_NOT_FOUND = 26
 
@@ -138,21 +142,22 @@ def run_full(
     verification.raise_for_failure()  # the live collection is untouched
     clock.lap("verify")
     with_retries(settings, _still_ours, db, name, claim, version)
-    _swap(db, source=build.name, target=name, settings=settings)
-    clock.lap("swap")
-    return _finish(
-        db,
-        settings,
-        claim=claim,
-        table=table,
-        name=name,
-        version=version,
-        mode="full",
-        expected=expected,
-        tally=tally,
-        verification=verification,
-        clock=clock,
-    )
+    with _writing_live(db, settings, name=name, claim=claim, mode="full", version=version):
+        _swap(db, source=build.name, target=name, settings=settings)
+        clock.lap("swap")
+        return _finish(
+            db,
+            settings,
+            claim=claim,
+            table=table,
+            name=name,
+            version=version,
+            mode="full",
+            expected=expected,
+            tally=tally,
+            verification=verification,
+            clock=clock,
+        )
 
 
 def run_incremental(
@@ -185,44 +190,93 @@ def run_incremental(
     clock.lap("read_delta")
     tally = WriteTally()
     with_retries(settings, _still_ours, db, name, claim, version)
-    if changed:
-        docs = iter_documents(changed_rows, delta_version=version, synced_at=utcnow())
-        upsert_and_delete(db[name], docs, deleted, settings=settings, tally=tally)
-    clock.lap("write")
-    expected = distinct_customers(table)
-    trusted = not state.interrupted and state.documents is not None and not tally.retried_batches
-    if trusted:
-        assert state.documents is not None
-        documents, method = state.documents + tally.upserted - tally.deleted, "tally"
-    else:
-        documents = with_retries(settings, count, db[name], expected=expected)
-        method = "counted"
-    half = settings.mongo.verify_sample_size // 2
-    wanted = _changed_sample(changed_rows, deleted, k=half, seed=version)
-    wanted.update(expected_models(table, _sample_ids(table, k=half, seed=version + 1)))
-    verification = Verification(
-        collection=f"{db.name}.{name}",
-        expected_documents=expected,
-        documents=documents,
-        count_method=method,
-        sampled=len(wanted),
-        mismatches=with_retries(settings, compare_sample, db[name], wanted),
-    )
-    verification.raise_for_failure()
-    clock.lap("verify")
-    return _finish(
-        db,
-        settings,
-        claim=claim,
-        table=table,
-        name=name,
-        version=version,
-        mode="incremental",
-        expected=expected,
-        tally=tally,
-        verification=verification,
-        clock=clock,
-    )
+    with _writing_live(db, settings, name=name, claim=claim, mode="incremental", version=version):
+        if changed:
+            docs = iter_documents(changed_rows, delta_version=version, synced_at=utcnow())
+            upsert_and_delete(db[name], docs, deleted, settings=settings, tally=tally)
+        clock.lap("write")
+        expected = distinct_customers(table)
+        trusted = (
+            not state.interrupted and state.documents is not None and not tally.retried_batches
+        )
+        if trusted:
+            assert state.documents is not None
+            documents, method = state.documents + tally.upserted - tally.deleted, "tally"
+        else:
+            documents = with_retries(settings, count, db[name], expected=expected)
+            method = "counted"
+        half = settings.mongo.verify_sample_size // 2
+        wanted = _changed_sample(changed_rows, deleted, k=half, seed=version)
+        wanted.update(expected_models(table, _sample_ids(table, k=half, seed=version + 1)))
+        verification = Verification(
+            collection=f"{db.name}.{name}",
+            expected_documents=expected,
+            documents=documents,
+            count_method=method,
+            sampled=len(wanted),
+            mismatches=with_retries(settings, compare_sample, db[name], wanted),
+        )
+        verification.raise_for_failure()
+        clock.lap("verify")
+        return _finish(
+            db,
+            settings,
+            claim=claim,
+            table=table,
+            name=name,
+            version=version,
+            mode="incremental",
+            expected=expected,
+            tally=tally,
+            verification=verification,
+            clock=clock,
+        )
+
+
+@contextlib.contextmanager
+def _writing_live(
+    db: Database[dict[str, Any]],
+    settings: Settings,
+    *,
+    name: str,
+    claim: Claim,
+    mode: str,
+    version: int,
+) -> Iterator[None]:
+    """From the first write into the live collection to the commit: a run that fails
+    there (its compare-and-set refused, a write or the verification failing) while
+    another run moved the watermark cannot know what it overwrote, so it clears the
+    watermark and the next sync rebuilds in full. Alone (the lease held), a failed run
+    leaves the watermark where it was, and the next run's change feed covers its writes."""
+    try:
+        yield
+    except BaseException as exc:
+        reason = (
+            f"run {claim.run_id} ({mode}, version {version}) wrote into {name}, then "
+            f"failed while another run moved the watermark: {type(exc).__name__}: {exc}"
+        )
+        try:
+            cleared = with_retries(
+                settings,
+                invalidate,
+                db,
+                collection=name,
+                reason=reason,
+                unless_version=claim.expected_version,
+                unless_run=claim.run_id,
+            )
+        except PyMongoError as err:  # the store is gone: the original error says more
+            log.warning("sync %s: could not clear the watermark: %s", claim.run_id, err)
+            raise exc from None
+        if cleared:
+            log.error("sync %s: watermark cleared: %s", claim.run_id, reason)
+            if isinstance(exc, SyncConflictError):
+                raise SyncConflictError(
+                    f"{exc}. This run had already written into {db.name}.{name} and its "
+                    "priors: the watermark was cleared, the next sync rebuilds the collection "
+                    "in full"
+                ) from exc
+        raise
 
 
 def _finish(
@@ -241,29 +295,18 @@ def _finish(
 ) -> Outcome:
     """Both paths end alike: priors, then the watermark, only after every write succeeded."""
     _write_priors(db, settings, priors(table), version=version)
-    try:
-        with_retries(
-            settings,
-            commit,
-            db,
-            collection=name,
-            delta_version=version,
-            documents=expected,
-            mode=mode,
-            expected_version=claim.expected_version,
-            run_id=claim.run_id,
-            rewind=claim.rewind,
-        )
-    except SyncConflictError as exc:
-        # This run wrote (documents or a swap, and the priors) after another run moved the
-        # watermark: neither version describes the collection now. Clear the watermark so
-        # that the next sync rebuilds it instead of trusting it.
-        reason = f"run {claim.run_id} ({mode}, version {version}) lost the watermark: {exc}"
-        with_retries(settings, invalidate, db, collection=name, reason=reason)
-        raise SyncConflictError(
-            f"{exc}. This run had already written into {db.name}.{name} and its priors: "
-            "the watermark was cleared, the next sync rebuilds the collection in full"
-        ) from exc
+    with_retries(
+        settings,
+        commit,
+        db,
+        collection=name,
+        delta_version=version,
+        documents=expected,
+        mode=mode,
+        expected_version=claim.expected_version,
+        run_id=claim.run_id,
+        rewind=claim.rewind,
+    )
     clock.lap("priors_and_watermark")
     return Outcome(tally=tally, verification=verification, phases=clock.phases)
 

@@ -9,9 +9,10 @@ document counts kept by tally cannot be trusted, and the collection is counted i
 
 A run that finds the watermark moved by another run before it writes into the live
 collection stops without writing (``check_unchanged``). One that already wrote (its
-incremental writes, or its swap) and then loses the compare-and-set cannot know what
-it overwrote: it clears the watermark (``invalidate``), so that the next sync rebuilds
-the collection in full instead of trusting either run's version.
+incremental writes, or its swap) and then fails while another run moved the watermark
+(its compare-and-set refused, or any other error) cannot know what it overwrote: it
+clears the watermark (``invalidate``), so that the next sync rebuilds the collection
+in full instead of trusting either run's version.
 """
 
 from __future__ import annotations
@@ -178,10 +179,23 @@ def _insert_first(
     return True
 
 
-def invalidate(db: Database[dict[str, Any]], *, collection: str, reason: str) -> None:
-    """Clear the watermark: the collection's version is unknown, the next sync rebuilds it."""
-    db[SYNC_STATE_COLLECTION].update_one(
-        {"_id": collection},
+def invalidate(
+    db: Database[dict[str, Any]],
+    *,
+    collection: str,
+    reason: str,
+    unless_version: int | None,
+    unless_run: str,
+) -> bool:
+    """Clear the watermark, unless it is still ``unless_version`` or was written by
+    ``unless_run`` (this run): the collection's version is unknown, the next sync
+    rebuilds it. True when it was cleared."""
+    cleared = db[SYNC_STATE_COLLECTION].update_one(
+        {
+            "_id": collection,
+            "delta_version": {"$ne": unless_version},
+            "run_id": {"$ne": unless_run},
+        },
         {
             "$set": {
                 "delta_version": None,
@@ -189,6 +203,8 @@ def invalidate(db: Database[dict[str, Any]], *, collection: str, reason: str) ->
                 "mode": "invalidated",
                 "synced_at": utcnow(),
                 "invalidated": reason[:2000],
+                "run_id": unless_run,
             }
         },
     )
+    return bool(cleared.matched_count)

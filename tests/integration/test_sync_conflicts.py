@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 from pymongo.database import Database
+from pymongo.errors import CursorNotFound
 from pyspark.sql import SparkSession
 
 from jobs.platform import LeaseHeldError, table_path
@@ -173,7 +174,11 @@ def test_a_retried_commit_that_went_through_is_not_a_conflict(
     for _ in range(2):
         put(state_db, 4, expected=2, run="b", mode="incremental")
     assert read_state(state_db, collection="p").delta_version == 4
-    invalidate(state_db, collection="p", reason="test")
+    # Still the version a run read, or this run's own commit: nothing to clear.
+    assert not invalidate(state_db, collection="p", reason="t", unless_version=4, unless_run="x")
+    assert not invalidate(state_db, collection="p", reason="t", unless_version=2, unless_run="b")
+    assert read_state(state_db, collection="p").delta_version == 4
+    assert invalidate(state_db, collection="p", reason="t", unless_version=2, unless_run="x")
     assert read_state(state_db, collection="p").delta_version is None
     put(state_db, 5, expected=None, run="c", mode="full")
     state = state_db[SYNC_STATE_COLLECTION].find_one({"_id": "p"})
@@ -265,6 +270,43 @@ def test_two_incrementals_racing_leave_no_document_behind_the_watermark(
         sync(spark, env, mode="incremental")
 
     assert synced_version(env) is None  # ten documents are older than the newer run's version
+    assert not told_apart(spark, env)
+    monkeypatch.undo()
+    converge(spark, env)
+
+
+def test_a_run_that_fails_after_writing_while_another_moved_the_watermark_clears_it(
+    spark: SparkSession, env: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = customer_ids(60)
+    upsert_current(spark, env, rows(ids))
+    sync(spark, env)
+    upsert_current(spark, env, rows(ids[:10], version="2", seed=1))  # the slow run's version
+    monkeypatch.setattr(sync_run, "hold_lease", no_lease)
+    upsert_and_delete = sync_paths.upsert_and_delete
+    overtaken: list[int] = []
+
+    def overtaken_by_a_full_sync(*args: Any, **kwargs: Any) -> None:
+        if not overtaken:  # after its check: a newer version, rebuilt and swapped in
+            overtaken.append(upsert_current(spark, env, rows(ids[:10], version="3", seed=2)))
+            assert sync(spark, env, mode="full").delta_version == overtaken[0]
+        upsert_and_delete(*args, **kwargs)  # its older documents land in the new collection
+
+    compare_sample = sync_paths.compare_sample
+
+    def cursor_lost(target: Any, *args: Any, **kwargs: Any) -> list[str]:
+        if target.name == env.mongo.collection:  # the slow run reads the live collection
+            raise CursorNotFound("cursor id 1 not found", 43)  # as a read during a rename
+        return compare_sample(target, *args, **kwargs)
+
+    monkeypatch.setattr(sync_paths, "upsert_and_delete", overtaken_by_a_full_sync)
+    monkeypatch.setattr(sync_paths, "compare_sample", cursor_lost)
+    with pytest.raises(CursorNotFound):
+        sync(spark, env, mode="incremental")
+
+    # Not a conflict the compare-and-set saw, but the same story: the full sync's watermark
+    # no longer describes ten documents; cleared, so that the next sync rebuilds.
+    assert synced_version(env) is None
     assert not told_apart(spark, env)
     monkeypatch.undo()
     converge(spark, env)
