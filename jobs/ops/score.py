@@ -24,7 +24,7 @@ from jobs.scoring import (
     ScoreResult,
     ScoringError,
     publish_run,
-    published,
+    publish_scored,
     score_history,
 )
 from schemas.settings import Settings, get_settings
@@ -58,15 +58,8 @@ def score_audited(
     failures = limit_failures(run, settings)
     if failures:
         raise AuditFailedError(run, failures)
-    publication = publish_run(
-        spark,
-        settings,
-        score_date=score_date,
-        run_id=written.run_id,
-        history_version=written.history_version,
-        how="audited",
-    )
-    return AuditedNight(result=published(written, publication), run=run)
+    published = publish_scored(spark, settings, written=written, how="audited")
+    return AuditedNight(result=published, run=run)
 
 
 def held_runs(spark: SparkSession, settings: Settings, *, score_date: dt.date) -> list[ScoreRun]:

@@ -9,7 +9,7 @@ from jobs.scoring.run import (
     ScoreResult,
     ScoringError,
     publish_run,
-    published,
+    publish_scored,
     score_date,
     score_history,
 )
@@ -19,7 +19,7 @@ __all__ = [
     "ScoreResult",
     "ScoringError",
     "publish_run",
-    "published",
+    "publish_scored",
     "score_date",
     "score_history",
 ]

@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -101,15 +102,7 @@ def score_date(
     The nightly pipeline, ``python -m jobs.ops.score`` and the backfill audit between the
     two steps (``jobs.ops.score.score_audited``); this is for callers that do not."""
     written = score_history(spark, settings, score_date=score_date, run_id=run_id)
-    publication = publish_run(
-        spark,
-        settings,
-        score_date=score_date,
-        run_id=written.run_id,
-        history_version=written.history_version,
-        how="unaudited",
-    )
-    return published(written, publication)
+    return publish_scored(spark, settings, written=written, how="unaudited")
 
 
 def score_history(
@@ -202,6 +195,7 @@ def publish_run(
     score_date: dt.date,
     run_id: str,
     history_version: int | None = None,
+    model_names: Sequence[str] | None = None,
     how: str,
 ) -> Publication:
     """Put a scored night's champion rows into ``predictions.current``, model by model, and
@@ -209,7 +203,9 @@ def publish_run(
 
     The rows are those of ``run_id`` in history (at ``history_version``, default the
     latest): if a later run of the date replaced them, ScoringError and nothing changes.
-    An older score date never overwrites a newer one (``update_current``)."""
+    ``model_names``: the champion models the run scored, when the caller knows them and
+    the version is pinned (the version the run committed holds its rows: no scan to find
+    them). An older score date never overwrites a newer one (``update_current``)."""
     started = time.perf_counter()
     version = (
         table_version(spark, settings, PREDICTIONS_HISTORY)
@@ -221,7 +217,10 @@ def publish_run(
         & (F.col("model_role") == CHAMPION)
         & (F.col("run_id") == run_id)
     )
-    names = sorted(r[0] for r in tonight.select("model_name").distinct().collect())
+    if model_names and history_version is not None:
+        names = sorted(model_names)
+    else:
+        names = sorted(r[0] for r in tonight.select("model_name").distinct().collect())
     if not names:
         raise ScoringError(
             f"{PREDICTIONS_HISTORY.name} version {version} holds no champion row of run "
@@ -254,15 +253,26 @@ def publish_run(
     )
 
 
-def published(result: ScoreResult, publication: Publication) -> ScoreResult:
-    """``result`` with what its publication changed."""
+def publish_scored(
+    spark: SparkSession, settings: Settings, *, written: ScoreResult, how: str
+) -> ScoreResult:
+    """Publish what ``score_history`` wrote; ``written`` with what the publication changed."""
+    publication = publish_run(
+        spark,
+        settings,
+        score_date=written.score_date,
+        run_id=written.run_id,
+        history_version=written.history_version,
+        model_names=list(written.models),
+        how=how,
+    )
     return replace(
-        result,
+        written,
         current_version=publication.current_version,
-        current_mode=publication.modes.get(result.model_name, ""),
+        current_mode=publication.modes.get(written.model_name, ""),
         current_modes=publication.modes,
-        seconds={**result.seconds, "current": publication.seconds},
-        duration_s=result.duration_s + publication.seconds,
+        seconds={**written.seconds, "current": publication.seconds},
+        duration_s=written.duration_s + publication.seconds,
     )
 
 

@@ -121,6 +121,7 @@ def current_predictions(
             score_date=day,
             run_id=run.run_id,
             history_version=run.history_version,
+            model_names=list(run.rows_by_model) or None,  # counted by the audit
             how="audited",
         )
     return MaterializeResult(
