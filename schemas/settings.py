@@ -250,6 +250,9 @@ class LeaseSettings(_Section):
     ttl_s: float = Field(default=120.0, gt=0.0)
     # How long a run waits for a lease another run holds before it fails (0: at once).
     wait_s: float = Field(default=0.0, ge=0.0)
+    # A release that fails or times out is retried (backoff 0.2 s doubling to 2 s); one
+    # that never reaches the store leaves the lease held until ttl_s, except for its owner.
+    release_attempts: int = Field(default=5, ge=1)
 
 
 class AlertSettings(_Section):

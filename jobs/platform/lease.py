@@ -1,13 +1,16 @@
 """One writer at a time: named leases in the serving store (collection ``leases``).
 
-A lease is one document ``{_id: <name>, holder, host, pid, pid_ns, token, acquired_at,
-renewed_at, expires_at}``. Taking it is one atomic update: it matches only when the
+A lease is one document ``{_id: <name>, holder, owner, host, pid, pid_ns, token,
+acquired_at, renewed_at, expires_at}``. Taking it is one atomic update: it matches only when the
 lease is free (no document: the upsert inserts it) or expired; a lease still held
 makes the upsert collide on ``_id`` (duplicate key), which reads as "held". While
 held, a heartbeat thread moves ``expires_at`` forward every ``ttl_s / 3``; leaving
-the ``with`` block deletes the document (only if it is still ours). A holder that
-died without releasing is taken over once its lease expired, or at once when it ran
-on this machine (same host and process namespace) and its process is gone.
+the ``with`` block deletes the document (only if it is still ours), retrying a
+release that failed or timed out. A holder that died without releasing is taken over
+once its lease expired, or at once when it ran on this machine (same host and process
+namespace) and its process is gone. A lease left behind by its own ``owner`` (the
+attempt before a retry of the same step, whose release never reached the store) is
+re-taken at once by that owner instead of refusing it for up to ``ttl_s``.
 
 Times are the server's (``$$NOW``), so holders on machines with different clocks
 agree on expiry. Every operation is a ``findAndModify`` (or a ``delete``), one round
@@ -42,6 +45,13 @@ from pymongo import MongoClient, ReturnDocument
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, PyMongoError
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from jobs.platform.mongo import mongo_client, serving_db
 from schemas.settings import Settings
@@ -127,6 +137,7 @@ def _take(
     *,
     name: str,
     holder: str,
+    owner: str | None,
     token: str,
     ttl_s: float,
     match: dict[str, Any],
@@ -134,6 +145,7 @@ def _take(
     """One atomic attempt: the lease document after taking it, or None when it is held."""
     literal = {
         "holder": holder,
+        "owner": owner,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "pid_ns": _pid_namespace(),
@@ -169,34 +181,62 @@ def _dead_on_this_machine(doc: dict[str, Any]) -> bool:
     )
 
 
+def _taken_over(doc: dict[str, Any], *, owner: str | None) -> str | None:
+    """Why a lease held by ``doc`` may be taken at once (None: it may not)."""
+    if owner is not None and doc.get("owner") == owner:
+        return "left behind by this owner's earlier attempt"
+    if _dead_on_this_machine(doc):
+        return "its process is gone"
+    return None
+
+
 def acquire(
-    leases: Collection[dict[str, Any]], *, name: str, holder: str, ttl_s: float, wait_s: float
+    leases: Collection[dict[str, Any]],
+    *,
+    name: str,
+    holder: str,
+    ttl_s: float,
+    wait_s: float,
+    owner: str | None = None,
 ) -> Lease:
-    """Take the lease ``name``, waiting up to ``wait_s`` for it; else ``LeaseHeldError``."""
+    """Take the lease ``name``, waiting up to ``wait_s`` for it; else ``LeaseHeldError``.
+
+    ``owner``: who retries this run (a Dagster run and step, say): a lease still held
+    under the same owner is one its earlier attempt failed to release, and is re-taken.
+    Never share an owner between runs that may hold the lease at the same time.
+    """
     token = uuid.uuid4().hex
     deadline = time.monotonic() + wait_s
     pause = min(1.0, max(0.05, wait_s / 20))
     while True:
         # In milliseconds: SecantusDB compares a stored date with $$NOW wrongly as dates.
         expired = {"$expr": {"$lt": [{"$toLong": "$expires_at"}, {"$toLong": "$$NOW"}]}}
-        doc = _take(leases, name=name, holder=holder, token=token, ttl_s=ttl_s, match=expired)
+        doc = _take(
+            leases,
+            name=name,
+            holder=holder,
+            owner=owner,
+            token=token,
+            ttl_s=ttl_s,
+            match=expired,
+        )
         current = None
         if doc is None:
             current = leases.find_one({"_id": name})
-            if current is not None and _dead_on_this_machine(current):
+            why = None if current is None else _taken_over(current, owner=owner)
+            if current is not None and why is not None:
                 doc = _take(
                     leases,
                     name=name,
                     holder=holder,
+                    owner=owner,
                     token=token,
                     ttl_s=ttl_s,
                     match={"token": current.get("token")},
                 )
                 if doc is not None:
                     log.warning(
-                        "lease %r: took over from %s (its process is gone)",
-                        name,
-                        current.get("holder"),
+                        "lease %r: took over from %s (%s)", name, current.get("holder"), why
                     )
         if doc is not None:
             return Lease(
@@ -248,22 +288,54 @@ def _heartbeat(lease: Lease, *, ttl_s: float, stop: threading.Event) -> None:
         lease.expires_at = doc["expires_at"]
 
 
+def release(lease: Lease, *, attempts: int = 5) -> bool:
+    """Delete the lease document if it is still ours, retrying a failed or timed-out
+    delete (by token: repeating it is harmless). False when every attempt failed: the
+    lease then stays held until it expires, or until its owner takes it again."""
+    policy = Retrying(
+        retry=retry_if_exception_type(PyMongoError),
+        stop=stop_after_attempt(max(1, attempts)),
+        wait=wait_exponential(multiplier=0.2, max=2.0),
+        before_sleep=before_sleep_log(log, logging.WARNING),
+        reraise=True,
+    )
+    try:
+        for attempt in policy:
+            with attempt:
+                lease.collection.delete_one({"_id": lease.name, "token": lease.token})
+    except PyMongoError as exc:
+        log.warning(
+            "lease %r of %s: release failed %d times (held until %s unless its owner retakes "
+            "it): %s",
+            lease.name,
+            lease.holder,
+            attempts,
+            _when(lease.expires_at),
+            exc,
+        )
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def hold_lease(
     db: Database[dict[str, Any]],
     *,
     name: str,
     holder: str | None = None,
+    owner: str | None = None,
     ttl_s: float = 120.0,
     wait_s: float = 0.0,
+    release_attempts: int = 5,
 ) -> Iterator[Lease]:
     """Hold the lease ``name`` for the ``with`` block (renewed while held, released after).
 
     ``LeaseHeldError`` when another holder still has it after ``wait_s`` seconds.
+    ``owner``: see ``acquire`` (a retried step re-takes the lease its attempt left behind).
     """
     who = holder or default_holder()
     leases = db[LEASES_COLLECTION]
-    lease = acquire(leases, name=name, holder=who, ttl_s=ttl_s, wait_s=wait_s)
+    lease = acquire(leases, name=name, holder=who, owner=owner, ttl_s=ttl_s, wait_s=wait_s)
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat,
@@ -277,23 +349,25 @@ def hold_lease(
     finally:
         stop.set()
         beat.join(timeout=5)
-        try:
-            leases.delete_one({"_id": name, "token": lease.token})
-        except PyMongoError as exc:  # it expires on its own
-            log.warning("lease %r: release failed (it expires by itself): %s", name, exc)
+        release(lease, attempts=release_attempts)
 
 
 @contextlib.contextmanager
-def leased(settings: Settings, *, name: str, holder: str | None = None) -> Iterator[Lease]:
-    """``hold_lease`` in the configured serving database, with the configured ttl and wait."""
+def leased(
+    settings: Settings, *, name: str, holder: str | None = None, owner: str | None = None
+) -> Iterator[Lease]:
+    """``hold_lease`` in the configured serving database, with the configured ttl, wait
+    and release attempts."""
     client: MongoClient[dict[str, Any]] = mongo_client(settings)
     try:
         with hold_lease(
             serving_db(client, settings),
             name=name,
             holder=holder,
+            owner=owner,
             ttl_s=settings.lease.ttl_s,
             wait_s=settings.lease.wait_s,
+            release_attempts=settings.lease.release_attempts,
         ) as lease:
             yield lease
     finally:

@@ -109,8 +109,13 @@ def sync(
     *,
     mode: Mode = "auto",
     batch_size: int | None = None,
+    lease_owner: str | None = None,
 ) -> SyncResult:
-    """Bring the serving collection to the latest version of ``predictions.current``."""
+    """Bring the serving collection to the latest version of ``predictions.current``.
+
+    ``lease_owner``: who retries this sync (the Dagster run and asset): the ``sync`` lease
+    an earlier attempt of the same owner failed to release is re-taken, not waited for.
+    """
     if batch_size is not None:
         mongo = settings.mongo.model_copy(update={"batch_size": batch_size})
         settings = settings.model_copy(update={"mongo": mongo})
@@ -125,8 +130,10 @@ def sync(
             db,
             name=SYNC_LEASE,
             holder=f"{default_holder()} sync {run_id}",
+            owner=lease_owner,
             ttl_s=settings.lease.ttl_s,
             wait_s=settings.lease.wait_s,
+            release_attempts=settings.lease.release_attempts,
         ) as lease:
             # The watermark first: any version another sync committed is at most the
             # table's version read after it, so "watermark ahead" means a recreated table.

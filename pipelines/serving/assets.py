@@ -32,7 +32,13 @@ def mongo_predictions(
     # A refusal (no predictions.current, incremental impossible) is permanent; a batch
     # that failed after its own retries, or a failed verification, may pass next time.
     with permanent_errors(SyncError, retryable=(BatchWriteError, SyncVerificationError)):
-        result = sync(lakescore.spark(), settings, mode=config.mode)
+        result = sync(
+            lakescore.spark(),
+            settings,
+            mode=config.mode,
+            # A retry of this step re-takes the lease its failed attempt could not release.
+            lease_owner=f"dagster run {context.run.run_id} {MONGO_PREDICTIONS_KEY.to_user_string()}",
+        )
     context.log.info(
         f"synced {settings.mongo.collection} to version {result.delta_version} "
         f"({result.mode}: {result.reason}); {result.verification.summary()}"
