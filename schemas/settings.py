@@ -133,6 +133,14 @@ class ModelSettings(_Section):
     # training dates (0.8174 against 0.8130 at 8); measured with jobs.training on CDNOW.
     num_leaves: int = Field(default=7, ge=2)
     min_data_in_leaf: int = Field(default=200, ge=1)
+    # Binary models: Platt scaling fitted on the validation period and folded into the trees
+    # (jobs/training/calibration.py) when its expected calibration error there exceeds
+    # ``max_calibration_error`` ("auto"), always, or never.
+    calibration: Literal["auto", "always", "never"] = "auto"
+    max_calibration_error: float = Field(default=0.02, ge=0.0, le=1.0)
+    # Repeat every fit on half the training customers and log both holdout metrics (the
+    # learning curve the row cap is judged by); costs about half a fit more.
+    learning_curve: bool = True
     # LightGBM threads (0: all cores). 1 is deterministic and avoids OpenMP spin-waits on a
     # busy shared machine; the training sets here are small.
     num_threads: int = Field(default=1, ge=0)

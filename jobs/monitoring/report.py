@@ -59,6 +59,8 @@ class NightReport:
     feature_psi: dict[str, float] = field(default_factory=dict)
     challenger: dict[str, float] | None = None
     gate: dict[str, str] | None = None  # the primary model's latest gate decision
+    # The serving champion's calibration (jobs/training/calibration.py) and holdout curve.
+    calibration: dict[str, Any] | None = None
 
     @property
     def coverage(self) -> float:
@@ -122,6 +124,11 @@ def build_night_report(
         feature_psi=feature_psi,
         challenger=versus,
         gate=latest_gate_decision(spark, settings),
+        calibration=champion_calibration(
+            spark,
+            settings,
+            version=str(champion["model_version"].iloc[0]) if not champion.empty else None,
+        ),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -163,6 +170,60 @@ def latest_gate_decision(spark: SparkSession, settings: Settings) -> dict[str, s
                 f"{iv['estimate']:+.4f} [{iv['low']:+.4f}, {iv['high']:+.4f}] "
                 f"({iv['confidence']:.0%}, {iv['resamples']} paired bootstrap resamples)"
             )
+    return out
+
+
+def champion_calibration(
+    spark: SparkSession, settings: Settings, *, version: str | None
+) -> dict[str, Any] | None:
+    """The calibration recorded by the gate decision of the champion ``version`` scored."""
+    if version is None or not table_exists(spark, settings, GATE_DECISIONS):
+        return None
+    rows = (
+        read_table(spark, settings, GATE_DECISIONS)
+        .where(
+            (F.col("model_name") == settings.model.name)
+            & (F.col("candidate_version") == F.lit(version))
+        )
+        .orderBy(F.col("decided_at").desc())
+        .limit(1)
+        .collect()
+    )
+    if not rows:
+        return None
+    found: dict[str, Any] | None = json.loads(rows[0].metrics_json).get("calibration")
+    return None if found is None else {**found, "version": version}
+
+
+def _calibration_section(calibration: dict[str, Any] | None, plt: Any) -> str:
+    if not calibration:
+        return "<h2>Calibration</h2><p>No calibration is recorded for the champion scored.</p>"
+    curve = calibration.get("holdout_curve") or []
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=1)
+    ax.plot([c["mean_predicted"] for c in curve], [c["observed_rate"] for c in curve], marker="o")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed rate")
+    ax.set_title(f"champion v{calibration['version']} on its holdout")
+
+    def num(key: str) -> str:
+        value = calibration.get(key)
+        return "n/a" if value is None else f"{float(value):.4f}"
+
+    rows = {
+        "method": str(calibration.get("method")),
+        "why": str(calibration.get("reason")),
+        "Platt slope, intercept": f"{num('slope')}, {num('intercept')}",
+        "validation calibration error, before / after": (
+            f"{num('validation_error_before')} / {num('validation_error_after')}"
+        ),
+        "holdout calibration error (served probabilities)": num("holdout_error"),
+    }
+    table = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows.items()
+    )
+    out = f"<h2>Calibration</h2><table>{table}</table>{_png(fig)}"
+    plt.close(fig)
     return out
 
 
@@ -288,6 +349,7 @@ def _render(
         parts.append(f"<h2>Gate</h2><table>{rows}</table>")
     else:
         parts.append("<h2>Gate</h2><p>No gate decision is recorded for this model.</p>")
+    parts.append(_calibration_section(report.calibration, plt))
     if sync:
         rows = "".join(
             f"<tr><td>{html.escape(label)}</td><td>{html.escape(str(sync[key]))}</td></tr>"

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature, infer_signature
 
+from jobs.training.calibration import Calibration
 from jobs.training.evaluation import filled_metrics
 from schemas.models import ModelDefinition
 
@@ -57,6 +58,10 @@ class Candidate:
     champion_inputs: ChampionInputs
     # Run-relative artifact path -> text, logged with the run (e.g. what a loader reads).
     artifacts: dict[str, str] = field(default_factory=dict)
+    # Binary models: what calibration on the validation period did (None: regression).
+    calibration: Calibration | None = None
+    # The holdout's headline metric at all the training rows and at half the customers.
+    learning_curve: dict[str, float] = field(default_factory=dict)
 
 
 def score_candidate(
@@ -70,6 +75,7 @@ def score_candidate(
     baseline_scores: dict[str, np.ndarray],
     champion_inputs: ChampionInputs,
     artifacts: dict[str, str] | None = None,
+    calibration: Calibration | None = None,
 ) -> Candidate:
     """Score the holdout with a fitted booster: its predictions, metrics and signature (pure)."""
     scores = np.asarray(booster.predict(inputs), dtype=float)
@@ -86,4 +92,5 @@ def score_candidate(
         baseline_scores=baseline_scores,
         champion_inputs=champion_inputs,
         artifacts=artifacts or {},
+        calibration=calibration,
     )

@@ -13,19 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import lightgbm as lgb
 import mlflow
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from jobs.platform import read_table, table_exists, table_path, table_version
+from jobs.training.calibration import Calibration
 from jobs.training.candidate import Candidate, Champion, IncompatibleChampionError, score_candidate
 from jobs.training.coldstart_data import build_spec, coldstart_rows, encode_frame
 from jobs.training.pipeline import TrainResult, evaluate_and_register
-from jobs.training.train import fit_booster, lgb_params
+from jobs.training.train import calibrated, fit_booster, learning_curve, lgb_params
 from jobs.training.trainset import (
     Lineage,
     TrainingData,
@@ -69,6 +71,23 @@ def coldstart_definition(settings: Settings) -> ModelDefinition:
     )
 
 
+def entry_dates(orders: DataFrame, customers: DataFrame | None) -> dict[dt.date, int]:
+    """Customers by the first day they have a cold-start row: the earlier of their first
+    order's day and their profile's signup day (a profile without either has none).
+
+    ``customers_before`` of it is exactly the rows ``coldstart_rows`` gives an as-of date,
+    so the sample's row bound counts a customer with both an order and a profile once.
+    """
+    firsts = orders.groupBy("customer_id").agg(F.min("order_date").alias("first"))
+    if customers is not None:
+        signups = customers.select("customer_id", F.col("signup_date"))
+        firsts = firsts.join(signups, "customer_id", "full").select(
+            F.least("first", "signup_date").alias("first")  # least() skips nulls
+        )
+    counts = firsts.where(F.col("first").isNotNull()).groupBy("first").agg(F.count("*").alias("n"))
+    return {r["first"]: int(r["n"]) for r in counts.collect()}
+
+
 def load_coldstart_data(
     spark: SparkSession, settings: Settings, *, score_date: dt.date
 ) -> TrainingData:
@@ -107,8 +126,9 @@ def load_coldstart_data(
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    # A row per customer with an order or a profile before the date: at most both counts.
-    bound = sum(customers_before(firsts, d) + profiles for d in split.dates)
+    # A row per customer with an order or a profile before the date (coldstart_rows).
+    entries = entry_dates(orders, customers)
+    bound = sum(customers_before(entries, d) for d in split.dates)
     sampled, sample = sample_rows(
         union, row_bound=bound, max_rows=cfg.max_training_rows, seed=cfg.seed
     )
@@ -134,10 +154,23 @@ def fit_coldstart(data: TrainingData, settings: Settings) -> tuple[Candidate, Co
     x_train, x_valid, x_hold = (encode_frame(f, spec) for f in (train, valid, holdout))
     cats = [c for c in CATEGORICAL if spec.categorical_levels.get(c)]
     params = {**lgb_params(settings), "min_data_per_group": 50, "cat_smooth": 10.0}
-    dtrain = lgb.Dataset(x_train, label=train["label"], categorical_feature=cats or "auto")
-    dvalid = lgb.Dataset(x_valid, label=valid["label"], reference=dtrain)
     rounds = cfg.coldstart_num_boost_round
-    booster = fit_booster(params, dtrain, dvalid, rounds=rounds, patience=cfg.early_stopping_rounds)
+
+    def fit(rows: pd.DataFrame, encoded: pd.DataFrame) -> tuple[lgb.Booster, Calibration | None]:
+        dtrain = lgb.Dataset(encoded, label=rows["label"], categorical_feature=cats or "auto")
+        dvalid = lgb.Dataset(x_valid, label=valid["label"], reference=dtrain)
+        fitted = fit_booster(
+            params, dtrain, dvalid, rounds=rounds, patience=cfg.early_stopping_rounds
+        )
+        return calibrated(
+            fitted,
+            task="binary",
+            valid_inputs=x_valid,
+            valid_labels=valid["label"],
+            settings=settings,
+        )
+
+    booster, calibration = fit(train, x_train)
     candidate = score_candidate(
         definition=definition,
         booster=booster,
@@ -151,7 +184,19 @@ def fit_coldstart(data: TrainingData, settings: Settings) -> tuple[Candidate, Co
             MODEL_ARTIFACT: booster.model_to_string(),
             SPEC_ARTIFACT: json.dumps(spec.model_dump(mode="json"), indent=2),
         },
+        calibration=calibration,
     )
+    if cfg.learning_curve:
+        # The half refits on the full spec's encoding, so only the rows differ.
+        curve = learning_curve(
+            lambda rows: (fit(rows, encode_frame(rows, spec))[0], x_hold),
+            train=train,
+            full_metrics=candidate.metrics,
+            holdout_labels=holdout["label"].to_numpy(float),
+            task="binary",
+            seed=cfg.seed,
+        )
+        candidate = replace(candidate, learning_curve=curve)
     return candidate, spec
 
 

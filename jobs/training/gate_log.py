@@ -38,6 +38,8 @@ class DecisionRecord:
     champion: dict[str, float] | None
     baselines: dict[str, dict[str, float]]
     run_id: str
+    # Binary models: what calibration did and the holdout's reliability curve.
+    calibration: dict[str, object] | None = None
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -55,6 +57,7 @@ class DecisionRecord:
             "comparison": (
                 None if self.decision.comparison is None else self.decision.comparison.as_json()
             ),
+            "calibration": self.calibration,
         }
 
 

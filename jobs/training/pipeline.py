@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from jobs.platform import CHAMPION, configure_mlflow, load_booster, version_by_alias
 from jobs.training.bootstrap import compare
+from jobs.training.calibration import reliability_curve
 from jobs.training.candidate import Candidate, Champion, IncompatibleChampionError
 from jobs.training.evaluation import baseline_metrics, filled_metrics
 from jobs.training.gate import GateDecision, decide
@@ -74,6 +75,17 @@ def champion_on_holdout(settings: Settings, *, candidate: Candidate) -> Champion
     return ChampionOnHoldout(
         version=version, metrics=filled_metrics(definition.task, y_hold, scores), scores=scores
     )
+
+
+def calibration_record(candidate: Candidate, y_hold: np.ndarray) -> dict[str, object] | None:
+    """What calibration did, the holdout's calibration error and reliability curve."""
+    if candidate.calibration is None:
+        return None
+    return {
+        **candidate.calibration.as_json(),
+        "holdout_error": candidate.metrics.get("calibration_error"),
+        "holdout_curve": reliability_curve(y_hold, candidate.scores),
+    }
 
 
 def evaluate_and_register(
@@ -146,6 +158,7 @@ def evaluate_and_register(
             champion=champ.metrics,
             baselines=baselines,
             run_id=run_id,
+            calibration=calibration_record(candidate, y_hold),
         ),
     )
     return TrainResult(

@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 
 from jobs.training.bootstrap import Comparison
+from jobs.training.calibration import reliability_curve
 from jobs.training.candidate import Candidate
 from jobs.training.evaluation import calibration_plot_png, feature_importance
 from jobs.training.trainset import Lineage, TrainingData
@@ -20,6 +21,7 @@ _TASK_PARAMS = {
     "binary": {"class_imbalance": "none (unweighted log loss keeps probabilities calibrated)"},
     "regression": {},
 }
+RELIABILITY_ARTIFACT = "evaluation/reliability_curve.json"
 _PRIOR_METRIC = {"binary": "train_base_rate", "regression": "train_mean_label"}
 
 
@@ -81,6 +83,15 @@ def log_candidate_run(
             mlflow.log_metrics({f"baseline_{name}_{k}": v for k, v in metrics.items()})
         if comparison is not None:
             mlflow.log_metrics(comparison.metrics())
+        mlflow.log_metrics(candidate.learning_curve)
+        calibration = candidate.calibration
+        if calibration is not None:
+            mlflow.log_param("calibration_method", calibration.method)
+            mlflow.set_tag("calibration.reason", calibration.reason)
+            mlflow.log_metrics(calibration.metrics())
+            mlflow.log_dict(
+                {"holdout": reliability_curve(y_hold, candidate.scores)}, RELIABILITY_ARTIFACT
+            )
         mlflow.set_tags(
             {
                 **lineage_tags(data.lineage),

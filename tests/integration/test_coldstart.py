@@ -188,3 +188,36 @@ def test_a_retrained_twin_is_judged_against_the_champion_on_its_own_encoding(
         trained.version,
         retrained.version,
     ]
+
+
+def test_the_sample_bound_counts_each_customer_once(spark: Any) -> None:
+    """The row bound the cold-start sample is sized by equals the rows coldstart_rows gives
+    (counted on each side): a customer with an order and a profile is one row, not two."""
+    from jobs.training.coldstart import entry_dates
+    from jobs.training.coldstart_data import coldstart_rows
+    from jobs.training.trainset import customers_before
+
+    d = dt.date
+    orders = spark.createDataFrame(
+        [
+            ("o1", "A", d(2023, 1, 5), 1, 1.0),  # A: profile and orders
+            ("o2", "A", d(2023, 2, 9), 1, 1.0),
+            ("o3", "D", d(2023, 1, 25), 1, 1.0),  # D: orders, no profile
+            ("o4", "E", d(2023, 1, 2), 1, 1.0),  # E: orders before a later signup
+        ],
+        "order_id STRING, customer_id STRING, order_date DATE, quantity INT, amount DOUBLE",
+    )
+    customers = spark.createDataFrame(
+        [
+            ("A", d(2023, 1, 1), "DE", "web", "ios"),
+            ("B", d(2023, 1, 30), "US", "app", None),  # profile only
+            ("C", None, "US", "web", None),  # no signup day, no order: never a row
+            ("E", d(2023, 2, 1), "FR", "web", None),
+        ],
+        "customer_id STRING, signup_date DATE, country STRING, channel STRING, device STRING",
+    )
+    entries = entry_dates(orders, customers)
+    for as_of in (d(2023, 1, 2), d(2023, 1, 3), d(2023, 1, 26), d(2023, 2, 1), d(2023, 3, 1)):
+        rows = coldstart_rows(orders, customers, as_of=as_of, horizon_days=30).count()
+        assert customers_before(entries, as_of) == rows, as_of
+    assert customers_before(entries, d(2023, 3, 1)) == 4  # A, B, D, E

@@ -269,3 +269,53 @@ def test_registered_champion_loads_for_scoring(small: Settings, scenario: dict[s
     assert booster.predict(holdout[booster.feature_name()].head(50)) == pytest.approx(
         scenario["c4"].scores[:50]
     )
+
+
+def test_calibration_and_learning_curve_are_logged_and_recorded(
+    spark: Any, small: Settings, data: TrainingData, scenario: dict[str, Any]
+) -> None:
+    r4, c4 = scenario["r4"], scenario["c4"]
+    run = configure_mlflow(small).get_run(r4.run_id)
+    assert run.data.params["calibration_method"] == c4.calibration.method
+    assert run.data.metrics["validation_calibration_error_before"] == pytest.approx(
+        c4.calibration.validation_error_before
+    )
+    # The curve's two points: all the training rows, and half the customers refitted.
+    train_rows = len(data.period("train"))
+    assert run.data.metrics["learning_curve_full_rows"] == train_rows
+    assert 0.4 * train_rows < run.data.metrics["learning_curve_half_rows"] < 0.6 * train_rows
+    assert 0.6 < run.data.metrics["learning_curve_half_roc_auc"] < 1.0
+    curve = mlflow.artifacts.load_dict(f"runs:/{r4.run_id}/evaluation/reliability_curve.json")
+    assert sum(b["rows"] for b in curve["holdout"]) == len(c4.holdout)
+    row = (
+        read_table(spark, small, GATE_DECISIONS)
+        .where((F.col("model_name") == MODEL) & (F.col("candidate_version") == r4.version))
+        .first()
+    )
+    recorded = json.loads(row.metrics_json)["calibration"]
+    assert recorded["method"] == c4.calibration.method
+    assert recorded["holdout_error"] == pytest.approx(r4.metrics["calibration_error"])
+    assert [b["rows"] for b in recorded["holdout_curve"]] == [b["rows"] for b in curve["holdout"]]
+
+
+def test_a_calibrated_model_is_what_the_registry_serves(
+    small: Settings, data: TrainingData
+) -> None:
+    definition = primary_definition(small)
+    plain = small.model_copy(
+        update={"model": small.model.model_copy(update={"calibration": "never"})}
+    )
+    forced = small.model_copy(
+        update={"model": small.model.model_copy(update={"calibration": "always"})}
+    )
+    raw = fit_candidate(data, definition=definition, settings=plain)
+    scaled = fit_candidate(data, definition=definition, settings=forced)
+    assert raw.calibration.method == "none" and scaled.calibration.method == "platt"
+    x = raw.inputs
+    # The same trees, the raw score mapped by the logged Platt parameters, and the AUC unchanged.
+    a, b = scaled.calibration.slope, scaled.calibration.intercept
+    assert scaled.booster.predict(x, raw_score=True) == pytest.approx(
+        a * raw.booster.predict(x, raw_score=True) + b, abs=1e-9
+    )
+    assert scaled.metrics["roc_auc"] == pytest.approx(raw.metrics["roc_auc"], abs=1e-12)
+    assert scaled.metrics["log_loss"] != raw.metrics["log_loss"]
