@@ -13,14 +13,13 @@ from dagster import (
     Backoff,
     Definitions,
     RetryPolicy,
-    build_sensor_for_freshness_checks,
-    build_time_partition_freshness_checks,
     define_asset_job,
 )
 
 from jobs.platform import NIGHT_LEASE, RETRAIN_LEASE
 from pipelines.alerts import build_run_failure_sensor, notify_failure
-from pipelines.keys import CHAMPION_MODEL_KEY, HISTORY_KEY
+from pipelines.freshness import build_freshness_check, build_freshness_sensor
+from pipelines.keys import CHAMPION_MODEL_KEY
 from pipelines.lakehouse.assets import build_lakehouse_assets
 from pipelines.lakehouse.maintenance import silver_maintenance
 from pipelines.models.assets import build_model_assets
@@ -79,21 +78,17 @@ def build_definitions(
         tags={LEASE_TAG: RETRAIN_LEASE},
         description="Train a challenger for the score date; the gate decides promotion.",
     )
-    freshness = build_time_partition_freshness_checks(
-        assets=[HISTORY_KEY],
-        deadline_cron=settings.schedule.freshness_deadline_cron,
-        timezone=settings.schedule.timezone,
-    )
-    # Superseded by FreshnessPolicy, which needs a daemon to evaluate; the check is
-    # explicit, testable and shows in the UI beside the asset.
-    freshness_sensor = build_sensor_for_freshness_checks(
-        freshness_checks=freshness,
-        name="predictions_freshness_sensor",
+    # Per score date against the schedule (pipelines/freshness.py): a night of a past date
+    # passes it, a missed night fails it once its deadline passed.
+    freshness = build_freshness_check(settings)
+    freshness_sensor = build_freshness_sensor(
+        freshness,
+        settings,
         default_status=sensor_status(settings.schedule, settings.schedule.freshness_sensor_enabled),
     )
     return Definitions(
         assets=assets,
-        asset_checks=[*lakehouse_checks, *freshness],
+        asset_checks=[*lakehouse_checks, freshness],
         jobs=[nightly, retrain, silver_maintenance],
         schedules=build_schedules(
             nightly=nightly, retrain=retrain, maintenance=silver_maintenance, settings=settings
