@@ -104,7 +104,13 @@ def _summary(stats: Stats) -> str:
 
 
 @pytest.mark.parametrize(
-    "factor", [pytest.param(2, id="2x"), pytest.param(5, id="5x", marks=pytest.mark.slow)]
+    # Slow tier (make reliability): the degraded share it bounds depends on the machine
+    # having its cores to itself; the API's own overload tests (tests/api) stay default.
+    "factor",
+    [
+        pytest.param(2, id="2x", marks=pytest.mark.slow),
+        pytest.param(5, id="5x", marks=pytest.mark.slow),
+    ],
 )
 def test_overload_is_refused_fast_and_recovers(
     load_api: tuple[ApiProcess, dict[str, Any]], factor: int, reliability_report: Any

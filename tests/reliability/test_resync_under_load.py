@@ -395,6 +395,7 @@ def resync_under_load(
     return load, versions, results, windows
 
 
+@pytest.mark.slow  # make reliability
 def test_full_resyncs_under_http_load_never_answer_a_known_customer_as_unknown(
     spark: SparkSession,
     settings: Settings,

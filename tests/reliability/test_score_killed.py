@@ -53,7 +53,13 @@ def _kill_when(proc: Any, ready: Any, *, log: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kill_at", ["history files", pytest.param("history committed", marks=pytest.mark.slow)]
+    # Both in the slow tier (make reliability): each starts its own scoring process and
+    # Spark driver, about a minute of the default run on 2 cores.
+    "kill_at",
+    [
+        pytest.param("history files", marks=pytest.mark.slow),
+        pytest.param("history committed", marks=pytest.mark.slow),
+    ],
 )
 def test_killed_scoring_rerun_scores_everyone_exactly_once(
     spark: Any,

@@ -80,6 +80,7 @@ def _conflict(exc: BaseException) -> str | None:
     return next((name for name in CONFLICTS if name in text), None)
 
 
+@pytest.mark.slow  # two scoring runs at once; the sequential rerun above stays in the default tier
 def test_two_concurrent_runs_of_a_date_equal_one_run(
     spark: Any, lake: Any, reliability_registry: Registry, reliability_report: Any
 ) -> None:
