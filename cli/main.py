@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.history import history as history_command
+from cli.output import RunOutput
 from cli.publish import publish as publish_command
 from cli.runs import NightFailed, date_range, run_job
 from schemas.settings import Settings, get_settings
@@ -40,16 +40,33 @@ def _fail(message: str, *, code: int = 1) -> typer.Exit:
     return typer.Exit(code=code)
 
 
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose", help="Print every log line (Dagster, Spark) as well, not only one per step."
+    ),
+]
+
+
 @app.command()
-def night(date: DateOpt) -> None:
-    """Run one night through Dagster: ingest, features, contract, champion, score, sync."""
+def night(date: DateOpt, verbose: VerboseOpt = False) -> None:
+    """Run one night through Dagster: ingest, features, contract, champion, score, sync.
+
+    Prints a line per step; the whole log goes to <data_dir>/logs/<run id>.log."""
     from pipelines.definitions import NIGHTLY_JOB
 
+    settings = _settings()
     try:
-        run_id = run_job(_settings(), job_name=NIGHTLY_JOB, partition=date.date())
+        with RunOutput(settings, console=console, verbose=verbose) as out:
+            run_job(
+                settings,
+                job_name=NIGHTLY_JOB,
+                partition=date.date(),
+                output=out,
+                title=f"night {date.date()}",
+            )
     except NightFailed as exc:
         raise _fail(str(exc)) from exc
-    console.print(f"[green]night {date.date()} done[/green] (Dagster run {run_id})")
 
 
 @app.command()
@@ -57,8 +74,12 @@ def backfill(
     start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First score date.")],
     end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Last score date.")],
     step_days: Annotated[int, typer.Option(min=1, help="Days between score dates.")] = 1,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Run the nightly job for every score date from start to end (inclusive), oldest first."""
+    """Run the nightly job for every score date from start to end (inclusive), oldest first.
+
+    Prints a line per step of each night; each night's whole log goes to
+    <data_dir>/logs/<run id>.log."""
     from pipelines.definitions import NIGHTLY_JOB
 
     settings = _settings()
@@ -66,21 +87,19 @@ def backfill(
         dates = date_range(start.date(), end.date())[::step_days]
     except ValueError as exc:
         raise _fail(str(exc), code=2) from exc
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("backfill", total=len(dates))
-        for day in dates:
-            progress.update(task, description=f"night {day}")
-            try:
-                run_job(settings, job_name=NIGHTLY_JOB, partition=day)
-            except NightFailed as exc:
-                raise _fail(f"backfill stopped at {day}: {exc}") from exc
-            progress.advance(task)
+    day = dates[0]
+    try:
+        with RunOutput(settings, console=console, verbose=verbose) as out:
+            for n, day in enumerate(dates, start=1):
+                run_job(
+                    settings,
+                    job_name=NIGHTLY_JOB,
+                    partition=day,
+                    output=out,
+                    title=f"night {day} ({n}/{len(dates)})",
+                )
+    except NightFailed as exc:
+        raise _fail(f"backfill stopped at {day}: {exc}") from exc
     console.print(
         f"[green]backfill done:[/green] {len(dates)} nights from {dates[0]} to {dates[-1]}"
     )
@@ -249,12 +268,19 @@ def status() -> None:
 def demo(
     date: DateOpt = dt.datetime(1998, 2, 1),
     keep_serving: Annotated[bool, typer.Option(help="Leave the API and Mongo running.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
-    """Run one night on CDNOW, then look a few customers up over HTTP."""
+    """Run one night on CDNOW, then look customers up over HTTP: every tier of the API."""
     from cli.demo import run_demo
 
     try:
-        run_demo(_settings(), score_date=date.date(), keep_serving=keep_serving, console=console)
+        run_demo(
+            _settings(),
+            score_date=date.date(),
+            keep_serving=keep_serving,
+            console=console,
+            verbose=verbose,
+        )
     except NightFailed as exc:
         raise _fail(str(exc)) from exc
 

@@ -13,11 +13,16 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cli.output import RunOutput, error_line, shown_path
 from schemas.settings import Settings
+
+if TYPE_CHECKING:
+    from dagster import AssetKey, ExecuteInProcessResult
 
 
 class NightFailed(RuntimeError):
@@ -46,8 +51,44 @@ def run_job(
     job_name: str,
     partition: dt.date,
     run_config: dict[str, Any] | None = None,
+    assets: Sequence[AssetKey] | None = None,
+    output: RunOutput | None = None,
+    title: str | None = None,
 ) -> str:
-    """Run one partition of a job in this process; return the run id or raise ``NightFailed``."""
+    """Run one partition of a job in this process; return the run id or raise ``NightFailed``
+    (``execute_job``)."""
+    return str(
+        execute_job(
+            settings,
+            job_name=job_name,
+            partition=partition,
+            run_config=run_config,
+            assets=assets,
+            output=output,
+            title=title,
+        ).run_id
+    )
+
+
+def execute_job(
+    settings: Settings,
+    *,
+    job_name: str,
+    partition: dt.date,
+    run_config: dict[str, Any] | None = None,
+    assets: Sequence[AssetKey] | None = None,
+    tags: Mapping[str, str] | None = None,
+    output: RunOutput | None = None,
+    title: str | None = None,
+) -> ExecuteInProcessResult:
+    """Run one partition of a job in this process; return its result or raise ``NightFailed``.
+
+    ``assets``: only these assets of the job (with their checks), the others taken as they
+    are (a night's scoring and sync again over features already built); under the same lease.
+    ``output``: the command line's (``cli.output``): a line per step on the terminal under
+    ``title`` (default: job and partition), the run's whole log in ``<data_dir>/logs/<run
+    id>.log``, named by the failure's message.
+    """
     from dagster import DagsterInstance
 
     from jobs.platform import LeaseHeldError, default_holder, ensure_local_mongo, leased
@@ -58,48 +99,70 @@ def run_job(
     job = build_definitions(settings).resolve_job_def(job_name)
     lease = job.tags.get(LEASE_TAG)
     holder = f"{default_holder()} lakescore {job_name} {partition}"
+    run_id = str(uuid.uuid4())
     try:
         with (
             leased(settings, name=lease, holder=holder) if lease else contextlib.nullcontext(),
             DagsterInstance.get() as instance,
+            output.run(run_id, title=title or f"{job_name} {partition}")
+            if output
+            else contextlib.nullcontext() as lines,
         ):
+            if lines is not None:
+                instance.add_event_listener(run_id, lines)
             result = job.execute_in_process(
                 partition_key=partition.isoformat(),
                 run_config=run_config or {},
                 instance=instance,
+                asset_selection=assets,
+                tags=tags,
+                run_id=run_id,
                 raise_on_error=False,
             )
     except LeaseHeldError as exc:
         raise NightFailed(f"{job_name} {partition} did not start: {exc}") from exc
     if not result.success:
-        failures = [
-            f"{e.step_key}: {e.event_specific_data.error.message.strip()}"  # type: ignore[union-attr]
-            for e in result.all_events
-            if e.is_step_failure and e.event_specific_data is not None
-        ]
-        checks = [
-            f"check {e.check_name} failed: {e.description}"
-            for e in result.get_asset_check_evaluations()
-            if not e.passed
-        ]
-        held = held_by_audit(result.get_asset_check_evaluations())
-        advice = (
-            f" The night is held: predictions.current and MongoDB are unchanged; review with "
-            f"`lakescore publish --date {partition} --list`."
-            if held
-            else ""
-        )
-        raise NightFailed(
-            f"{job_name} {partition} failed (Dagster run {result.run_id}): "
-            + ("; ".join(checks + failures) or "see the Dagster UI")
-            + advice
-        )
-    return result.run_id
+        log = output.log_path(result.run_id) if output else None
+        raise NightFailed(failure_message(result, job_name=job_name, partition=partition, log=log))
+    return result
+
+
+def failure_message(
+    result: ExecuteInProcessResult, *, job_name: str, partition: dt.date, log: Path | None
+) -> str:
+    """Which step failed and why (each error's first line), failed checks, whether the
+    audit held the night, and where the whole log is."""
+    failed = [e for e in result.all_events if e.is_step_failure and e.event_specific_data]
+    failures = [
+        f"{e.step_key}: {error_line(e.event_specific_data.error.message)}"  # type: ignore[union-attr]
+        for e in failed
+    ]
+    checks = [
+        f"check {e.check_name} failed: {e.description}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+    held = held_by_audit(result.get_asset_check_evaluations())
+    advice = (
+        f" The night is held: predictions.current and MongoDB are unchanged; review with "
+        f"`lakescore publish --date {partition} --list`."
+        if held
+        else ""
+    )
+    steps = sorted({str(e.step_key) for e in failed})
+    where = f" at step {', '.join(steps)}" if steps else ""
+    shown = f" Full log: {shown_path(log)}" if log is not None else ""
+    why = "; ".join(checks + failures) or "see the Dagster UI"
+    return (
+        f"{job_name} {partition} failed{where} (Dagster run {result.run_id}): "
+        f"{why.rstrip('.')}.{advice}{shown}"
+    )
 
 
 def held_by_audit(evaluations: Sequence[Any]) -> bool:
-    """A scoring audit check failed (the night is held); not the freshness check, which sits
-    on the same asset and fails for any score date older than the wall clock's."""
+    """A scoring audit check failed (the night is held); not the freshness check on the same
+    asset, which says whether the latest night due by now was written, not whether this
+    night's scores may be published (pipelines/freshness.py)."""
     from pipelines.keys import HISTORY_KEY
     from pipelines.scoring.assets import CHECK_NAMES
 

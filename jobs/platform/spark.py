@@ -27,6 +27,9 @@ from schemas.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+# The driver's log4j2 configuration: Spark's defaults at WARN without the warnings that say
+# nothing to a user (loopback host name, native-hadoop, truncated plan strings, task sizes).
+LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")
 
 _DELTA_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -62,7 +65,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
         .config("spark.ui.enabled", str(settings.spark.ui_enabled).lower())
         .config("spark.sql.warehouse.dir", f"{settings.data_dir}/spark-warehouse")
     )
-    for key, value in {**_DELTA_CONF, **settings.spark.extra_conf}.items():
+    for key, value in {**_DELTA_CONF, **_log_conf(settings), **settings.spark.extra_conf}.items():
         builder = builder.config(key, value)
     jars = installed_jars(settings)
     if jars:
@@ -72,6 +75,21 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _log_conf(settings: Settings) -> dict[str, str]:
+    """The driver JVM's log4j2 configuration file (``LOG4J2_PROPERTIES``), as the default Java
+    options an operator's ``spark.driver.extraJavaOptions`` add to; none when the operator's
+    own options name a log4j2 configuration, or the file is not installed."""
+    own = " ".join(
+        settings.spark.extra_conf.get(k, "")
+        for k in ("spark.driver.defaultJavaOptions", "spark.driver.extraJavaOptions")
+    )
+    if "log4j2.configurationFile" in own or not LOG4J2_PROPERTIES.is_file():
+        return {}
+    return {
+        "spark.driver.defaultJavaOptions": f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES.as_uri()}"
+    }
 
 
 def jars_dir(settings: Settings) -> Path:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +20,26 @@ from tests.api.helpers import start_api
 SCORE_DATE = dt.date(1997, 11, 1)
 
 
-@pytest.fixture(scope="session")
-def night(spark: Any, settings: Settings, workdir: Path) -> Any:
-    """The nightly job, started the way the schedule starts it for the night of SCORE_DATE,
-    recorded in the Dagster instance the command line and ``lakescore status`` read."""
-    from dagster import DagsterInstance, build_schedule_context
+@dataclass(frozen=True)
+class NightRun:
+    """The night's Dagster result, what the command line printed of it, and its log file."""
 
-    from cli.runs import dagster_home
+    result: Any
+    printed: str
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def night_run(spark: Any, settings: Settings, workdir: Path) -> NightRun:
+    """The nightly job, started the way the schedule starts it for the night of SCORE_DATE,
+    run the way ``lakescore night`` runs it (a line per step on the console, the whole log
+    in <data_dir>/logs/<run id>.log), recorded in the Dagster instance the command line and
+    ``lakescore status`` read."""
+    from dagster import build_schedule_context
+    from rich.console import Console
+
+    from cli.output import RunOutput
+    from cli.runs import execute_job
     from pipelines.definitions import NIGHTLY_JOB, build_definitions
 
     defs = build_definitions(settings)
@@ -33,14 +49,28 @@ def night(spark: Any, settings: Settings, workdir: Path) -> Any:
         scheduled_execution_time=tick, repository_def=defs.get_repository_def()
     ) as context:
         [request] = schedule.evaluate_tick(context).run_requests or []
-    job = defs.resolve_job_def(NIGHTLY_JOB)
-    dagster_home(settings)
-    with DagsterInstance.get() as instance:
-        result = job.execute_in_process(
-            partition_key=request.partition_key, tags=request.tags, instance=instance
+    assert request.partition_key == SCORE_DATE.isoformat()
+    printed = io.StringIO()
+    # From the folder that holds the data dir, as ``make demo`` runs: paths print relative.
+    with (
+        contextlib.chdir(workdir),
+        RunOutput(settings, console=Console(file=printed, width=80)) as out,
+    ):
+        result = execute_job(
+            settings,
+            job_name=NIGHTLY_JOB,
+            partition=SCORE_DATE,
+            tags=request.tags,
+            output=out,
+            title=f"night {SCORE_DATE}",
         )
     assert result.success
-    return result
+    return NightRun(result=result, printed=printed.getvalue(), log=out.log_path(result.run_id))
+
+
+@pytest.fixture(scope="session")
+def night(night_run: NightRun) -> Any:
+    return night_run.result
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +15,13 @@ import pytest
 from deltalake import DeltaTable as RustDeltaTable
 from pymongo import MongoClient
 from pyspark.sql import functions as F
+from typer.testing import CliRunner
 
+from cli.main import app
 from jobs.platform.lake import read_table, table_path
-from schemas.settings import Settings
+from schemas.settings import Settings, get_settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
-from tests.e2e.conftest import SCORE_DATE
+from tests.e2e.conftest import SCORE_DATE, NightRun
 
 pytestmark = pytest.mark.e2e
 
@@ -211,3 +215,84 @@ def test_status_reads_the_night_without_starting_spark(
     ).first()["version"]
     assert f"lag: ({latest}, {latest}, 0)" in out
     assert "last Dagster runs" in out and "nightly" in out
+
+
+def test_the_night_prints_a_line_per_step_and_logs_the_rest(night_run: NightRun) -> None:
+    result, printed = night_run.result, night_run.printed
+    lines = printed.splitlines()
+    steps = [e.step_key for e in result.all_events if e.is_step_success]
+    assert lines[0] == f"night {SCORE_DATE} · Dagster run {result.run_id}", printed
+    assert len(lines) == len(steps) + 2, printed
+    assert all(line.startswith("✓ ") for line in lines[1:-1]), printed
+    rows = result.asset_materializations_for_node("predictions__history")[0].metadata["rows"].value
+    [history] = [line for line in lines if line.startswith("✓ predictions/history ")]
+    assert f" {rows:,} rows " in history and " s  " in history
+    assert "✓ check freshness_check " in printed  # a night of a past date passes it
+    assert lines[-1].startswith("done in ") and lines[-1].endswith(
+        f" · log data/logs/{result.run_id}.log"
+    ), printed
+    # Nothing of Dagster's own logging on the console; all of it in the run's log file.
+    assert "DEBUG" not in printed and "STEP_START" not in printed
+    log = night_run.log.read_text()
+    assert log.startswith(f"lakescore: night {SCORE_DATE}, Dagster run {result.run_id}")
+    assert log.count(" - STEP_SUCCESS - ") == len(steps)
+    assert " - DEBUG - nightly - " in log
+
+
+def test_the_demo_fits_on_one_screen_and_shows_every_tier(
+    night_run: NightRun,
+    settings: Settings,
+    api_url: str,
+    workdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What ``lakescore demo`` prints after its night (the night's lines above), on an
+    80-column terminal: the lookup table of every tier, then where to look next."""
+    from rich.console import Console
+
+    from cli.demo import show_tiers, show_where_next
+
+    monkeypatch.chdir(workdir)
+    printed = io.StringIO()
+    console = Console(file=printed, width=80)
+    answers = show_tiers(console, api_url)
+    show_where_next(console, settings, score_date=SCORE_DATE, url=api_url, serving=False)
+    screen = night_run.printed + printed.getvalue()
+    assert len(screen.splitlines()) <= 40, screen
+    sources = {
+        lookup.customer: [p["source"] for p in body["predictions"]] for lookup, body in answers
+    }
+    assert sources == {
+        "00001": ["batch"],
+        "23570": ["batch"],
+        "NEW-1": ["coldstart"],  # a new customer with request context: the cold-start model
+        "NEW-2": ["prior"],  # one without: the prior
+    }, screen
+    for where in ("night report", "Dagster UI", "MLflow UI", "nightly.html", "dagster dev"):
+        assert where in screen, screen
+
+
+def test_a_failed_night_names_its_step_and_its_log(
+    night: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``lakescore night`` over a landing folder that does not exist: the ingest step fails,
+    and the output says which step and where its whole log is, in a few lines (after the
+    night above: nothing of it changes)."""
+    monkeypatch.setenv("LAKESCORE_LAKEHOUSE__LANDING_DIR", str(workdir / "no-such-landing"))
+    monkeypatch.setenv("COLUMNS", "200")  # one line per message, to read the log's path back
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["night", "--date", "1997-11-02"])
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    printed = result.output
+    assert result.exit_code == 1, printed
+    assert "nightly 1997-11-02 failed at step orders" in printed, printed
+    assert "✗ orders " in printed and "FileNotFoundError: landing folder" in printed, printed
+    [log] = re.findall(r"Full log: (\S+\.log)", printed)
+    assert Path(log).parent == workdir / "data" / "logs", printed
+    text = Path(log).read_text()
+    assert "STEP_FAILURE" in text and "Stack Trace:" in text
+    assert len(printed.splitlines()) <= 4, printed  # header, step, message
+    assert "DEBUG" not in printed and "Stack Trace" not in printed, printed
