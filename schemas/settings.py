@@ -26,6 +26,8 @@ from schemas.models import LabelKind, ModelDefinition
 
 CONF_DIR_ENV = "LAKESCORE_CONF_DIR"
 ENV_NAME_ENV = "LAKESCORE_ENV"
+# Delta refuses a VACUUM shorter than this by default (spark.databricks.delta.retentionDurationCheck).
+DELTA_MIN_VACUUM_HOURS = 168
 
 
 class _Section(BaseModel):
@@ -267,6 +269,66 @@ class LeaseSettings(_Section):
     release_attempts: int = Field(default=5, ge=1)
 
 
+class RetentionSettings(_Section):
+    """What the weekly maintenance job keeps (jobs/platform/retention.py), and the two
+    windows it must never break; checked against each other when the settings load."""
+
+    # VACUUM: a data file no longer in a table's latest version is deleted once it has been
+    # out of it this long; also each table's ``delta.deletedFileRetentionDuration``.
+    # 8 days: Delta's 7-day minimum, plus a day for a weekly run to land on.
+    vacuum_hours: float = Field(default=192.0, gt=0.0)
+    # Below Delta's own 7-day safety minimum (168 h: readers of older snapshots and writers
+    # whose files are not committed yet) only with this switch.
+    allow_short_vacuum: bool = False
+    # ``delta.logRetentionDuration``: commits kept in _delta_log (time travel, the change
+    # feed, history); Delta removes older ones at its next checkpoint.
+    log_retention_days: int = Field(default=30, ge=1)
+    # Rollback window: a rollback up to this many nights after the bad one restores the
+    # rows from an older version of predictions.current (later: from predictions.history).
+    rollback_nights: int = Field(default=3, ge=0)
+    # Change-feed window: a sync whose watermark is at most this old stays incremental
+    # (the feed from its version is still readable); older, it rebuilds in full.
+    sync_feed_hours: float = Field(default=72.0, ge=0.0)
+    # MLflow runs of the experiment without a registered model version, started longer
+    # ago than this, lose their artifacts (metrics, params and tags stay).
+    mlflow_run_days: int = Field(default=30, ge=1)
+
+    @property
+    def rollback_hours(self) -> float:
+        return 24.0 * self.rollback_nights
+
+    @model_validator(mode="after")
+    def _keeps_the_windows(self) -> RetentionSettings:
+        problems = []
+        if self.vacuum_hours < DELTA_MIN_VACUUM_HOURS and not self.allow_short_vacuum:
+            problems.append(
+                f"retention.vacuum_hours={self.vacuum_hours:g} is below Delta's 7-day "
+                f"minimum ({DELTA_MIN_VACUUM_HOURS} h; retention.allow_short_vacuum=true "
+                "allows it)"
+            )
+        windows = {
+            f"the rollback window (retention.rollback_nights={self.rollback_nights}, "
+            f"{self.rollback_hours:g} h)": self.rollback_hours,
+            "the sync's change-feed window (retention.sync_feed_hours="
+            f"{self.sync_feed_hours:g})": self.sync_feed_hours,
+        }
+        kept = {
+            f"retention.vacuum_hours={self.vacuum_hours:g}": self.vacuum_hours,
+            f"retention.log_retention_days={self.log_retention_days} "
+            f"({24 * self.log_retention_days} h)": 24.0 * self.log_retention_days,
+        }
+        for keeper, hours in kept.items():
+            for window, needed in windows.items():
+                if hours < needed:
+                    problems.append(f"{keeper} is shorter than {window}")
+        if problems:
+            raise ValueError(
+                "; ".join(problems)
+                + ": maintenance would delete what a rollback or an incremental sync reads"
+            )
+        return self
+
+
 class AlertSettings(_Section):
     """Where run failures are reported besides the log (empty: log only)."""
 
@@ -355,6 +417,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
 

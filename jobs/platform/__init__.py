@@ -1,6 +1,7 @@
 """The platform every domain stands on: the Spark session, Delta tables (``lake``), the
 Mongo client and the local Mongo-wire server, the one-writer-at-a-time leases, MLflow
-registry access, the SQL catalog.
+registry access, the SQL catalog, and retention (VACUUM, leftover serving collections,
+old MLflow artifacts).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from jobs.platform.registry import (
     load_booster,
     version_by_alias,
 )
+from jobs.platform.retention import RetentionResult, apply_retention
 from jobs.platform.spark import get_spark, session_conf
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "Lease",
     "LeaseHeldError",
     "LeaseLostError",
+    "RetentionResult",
+    "apply_retention",
     "configure_mlflow",
     "default_holder",
     "ensure_local_mongo",
