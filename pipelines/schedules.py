@@ -79,6 +79,8 @@ def build_schedules(
         cron_schedule=cfg.maintenance_cron,
         execution_timezone=cfg.timezone,
         default_status=schedule_status(cfg, cfg.maintenance_enabled),
-        description="Weekly, clear of the night: silver.orders back in customer order.",
+        description=(
+            "Weekly, clear of the night: silver.orders back in customer order, then retention."
+        ),
     )
     return [nightly_schedule, retrain_schedule, maintenance_schedule]

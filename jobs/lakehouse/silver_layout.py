@@ -26,9 +26,18 @@ from schemas.tables import TableSpec
 # The rewrite's commit carries this as its userMetadata, so that later runs can find it.
 RESORT_MARK = "lakescore resort"
 # Commits that keep every file sorted: creating the table, appends (the first load sorts
-# its files: jobs.lakehouse.merge) and changes of table metadata. Anything else (MERGE,
-# UPDATE, DELETE, OPTIMIZE, RESTORE, ...) may write files in another order.
-_KEEP_ORDER = {"CREATE TABLE", "WRITE", "SET TBLPROPERTIES", "UNSET TBLPROPERTIES", "ADD COLUMNS"}
+# its files: jobs.lakehouse.merge), changes of table metadata and VACUUM (the weekly
+# retention: it deletes only files out of the table). Anything else (MERGE, UPDATE,
+# DELETE, OPTIMIZE, RESTORE, ...) may write files in another order.
+_KEEP_ORDER = {
+    "CREATE TABLE",
+    "WRITE",
+    "SET TBLPROPERTIES",
+    "UNSET TBLPROPERTIES",
+    "ADD COLUMNS",
+    "VACUUM START",
+    "VACUUM END",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
