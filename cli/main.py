@@ -257,6 +257,22 @@ def resort_silver(
 
 
 @app.command()
+def retention() -> None:
+    """The weekly retention now: VACUUM every table (retention.vacuum_hours), set log
+    retention, drop collections old full syncs left, prune old unregistered MLflow artifacts."""
+    from jobs.platform import LeaseHeldError, apply_retention, ensure_local_mongo, get_spark
+
+    settings = _settings()
+    ensure_local_mongo(settings)
+    try:
+        result = apply_retention(get_spark(settings), settings)
+    except LeaseHeldError as exc:
+        raise _fail(f"retention refused: {exc}") from exc
+    for key, value in result.metadata().items():
+        console.print(f"{key}: {value}")
+
+
+@app.command()
 def status() -> None:
     """Last runs, the current champion and challenger, and the sync lag."""
     from cli.status import show_status

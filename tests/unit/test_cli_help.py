@@ -23,6 +23,7 @@ COMMANDS = (
     "history",
     "mongo",
     "resort-silver",
+    "retention",
 )
 
 
