@@ -26,7 +26,7 @@ SOCKET_TIMEOUT_MS = 300
 
 
 @pytest.fixture
-def db(fault_uri: str) -> Iterator[Database[dict[str, Any]]]:  # noqa: F811
+def db(fault_uri: str) -> Iterator[Database[dict[str, Any]]]:
     client: MongoClient[dict[str, Any]] = MongoClient(fault_uri, socketTimeoutMS=SOCKET_TIMEOUT_MS)
     name = "t_release_" + uuid.uuid4().hex[:10]
     try:
@@ -54,7 +54,7 @@ def lease_doc(db: Database[dict[str, Any]], name: str) -> dict[str, Any] | None:
 
 
 def test_a_release_that_times_out_is_retried_and_frees_the_lease(
-    db: Database[dict[str, Any]], fault_uri: str  # noqa: F811
+    db: Database[dict[str, Any]], fault_uri: str
 ) -> None:
     with hold_lease(db, name="sync", holder="first sync", release_attempts=5):
         # The first release attempt times out twice (the driver retries a write once).
@@ -65,7 +65,7 @@ def test_a_release_that_times_out_is_retried_and_frees_the_lease(
 
 
 def test_a_lease_left_behind_is_retaken_by_its_owner_and_refused_to_others(
-    db: Database[dict[str, Any]], fault_uri: str  # noqa: F811
+    db: Database[dict[str, Any]], fault_uri: str
 ) -> None:
     owner = "dagster run r1 mongo/predictions"
     with hold_lease(db, name="sync", holder="attempt 1", owner=owner, release_attempts=2) as first:
@@ -74,9 +74,11 @@ def test_a_lease_left_behind_is_retaken_by_its_owner_and_refused_to_others(
     left = lease_doc(db, "sync")
     assert left is not None and left["token"] == first.token  # held until it expires
 
-    with pytest.raises(LeaseHeldError, match="held by attempt 1") as refused:
-        with hold_lease(db, name="sync", holder="another run", owner="dagster run r2 x"):
-            pytest.fail("another owner took a lease that is still held")
+    with (
+        pytest.raises(LeaseHeldError, match="held by attempt 1") as refused,
+        hold_lease(db, name="sync", holder="another run", owner="dagster run r2 x"),
+    ):
+        pytest.fail("another owner took a lease that is still held")
     assert refused.value.holder == "attempt 1"
 
     with hold_lease(db, name="sync", holder="attempt 2", owner=owner, wait_s=0) as second:
