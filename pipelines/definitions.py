@@ -4,6 +4,10 @@ The nightly and retrain jobs carry the tag ``lakescore/lease`` (``night``, ``ret
 the instance's run queue (``dagster.yaml`` at the repository root, installed in
 ``DAGSTER_HOME`` by the command line) runs at most one run per value, and a command-line
 run (``execute_in_process``, which bypasses the queue) holds the lease of that name.
+
+Runs the daemon or the UI launches execute with ``executor_for(settings)``
+(``pipelines/executors.py``): every step in the run worker's process, on one Spark session,
+for a local master; a process per step for a cluster master.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dagster import (
 
 from jobs.platform import NIGHT_LEASE, RETRAIN_LEASE
 from pipelines.alerts import build_run_failure_sensor, notify_failure
+from pipelines.executors import executor_for
 from pipelines.freshness import build_freshness_check, build_freshness_sensor
 from pipelines.keys import CHAMPION_MODEL_KEY
 from pipelines.lakehouse.assets import build_lakehouse_assets
@@ -99,6 +104,8 @@ def build_definitions(
             build_run_failure_sensor(settings),
         ],
         resources={"lakescore": resource or LakescoreResource()},
+        # Every job without one of its own (all of them, and the UI's asset materializations).
+        executor=executor_for(settings),
     )
 
 
