@@ -13,9 +13,9 @@ import datetime as dt
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from rich import box
@@ -36,8 +36,8 @@ COLDSTART_CONTEXT: dict[str, Any] = {"first_order_amount": 45.5, "first_order_it
 @dataclass(frozen=True)
 class Lookup:
     customer: str
-    method: str  # GET predictions | POST coldstart
-    context: dict[str, Any] | None = field(default=None)
+    method: Literal["GET", "POST"]  # GET .../predictions, POST .../coldstart
+    context: dict[str, Any] | None = None
 
     @property
     def request(self) -> str:
@@ -160,11 +160,11 @@ def _caption(answers: list[tuple[Lookup, dict[str, Any]]]) -> str:
     context = ", ".join(f"{k}={v}" for k, v in COLDSTART_CONTEXT.items())
     if "coldstart" in sources:
         return f"NEW-1 sent its context: {context}"
-    return f"NEW-1 sent {context}, but no cold-start model is registered (the gate refused it)"
+    return f"NEW-1 sent {context}, but the API has no cold-start model: the prior answered"
 
 
 def where_next(settings: Settings, *, score_date: dt.date, url: str, serving: bool) -> list[str]:
-    """The night report, the Dagster UI and the MLflow UI (and the API), one pair of lines each."""
+    """Where the night report, the Dagster UI, the MLflow UI and the API are."""
     bin_dir = shown_path(Path(sys.prefix) / "bin")
     report = Path(settings.data_dir) / "reports" / score_date.isoformat() / "nightly.html"
     tracking = settings.mlflow.tracking_uri
