@@ -52,6 +52,7 @@ def small(settings: Settings) -> Settings:
             "num_boost_round": 150,
             "learning_rate": 0.1,
             "early_stopping_rounds": 15,
+            "learning_curve": False,  # on for c4 only (its run's learning curve is checked)
         }
     )
     return settings.model_copy(update={"model": model})
@@ -99,7 +100,10 @@ def scenario(spark: Any, small: Settings, data: TrainingData) -> dict[str, Any]:
 
     # An operator rolls the champion back to the weak model; a re-run of v1 must win it back.
     client.set_registered_model_alias(MODEL, CHAMPION, out["rw"].version)
-    out["c4"] = fit_candidate(data, definition=definition, settings=small)
+    curved = small.model_copy(
+        update={"model": small.model.model_copy(update={"learning_curve": True})}
+    )
+    out["c4"] = fit_candidate(data, definition=definition, settings=curved)
     out["r4"] = gate(out["c4"])
     out["aliases_after_r4"] = (alias(CHAMPION), alias(CHALLENGER))
 
