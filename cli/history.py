@@ -1,19 +1,21 @@
 """One customer's prediction history, read Spark-free through delta-rs (``deltalake``).
 
 ``customer_history(settings, customer_id=...)`` returns the rows, newest first;
-``history`` is the command (``lakescore history C0000042 [--model-role all] [--limit 30]``)
-that the main CLI mounts.
+``history`` is the command (``lakescore history C0000042 [--model-role all] [--limit 30]
+[--json]``) that the main CLI mounts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from schemas.settings import Settings, get_settings
+from cli.errors import fail, load_settings, out
+from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_HISTORY
 
 COLUMNS = ("score_date", "model_role", "model_version", "score", "run_id", "feature_table_version")
@@ -53,9 +55,12 @@ def history(
         str, typer.Option(help="champion, challenger, or all (both).")
     ] = "champion",
     limit: Annotated[int, typer.Option(min=1, help="At most this many rows.")] = 30,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The rows as a JSON list (dates as YYYY-MM-DD).")
+    ] = False,
 ) -> None:
     """Show one customer's prediction history (newest first)."""
-    settings = get_settings()
+    settings = load_settings()
     try:
         rows = customer_history(
             settings,
@@ -64,14 +69,20 @@ def history(
             limit=limit,
         )
     except LookupError as exc:
-        Console().print(f"[red]{exc}[/red]")
-        raise typer.Exit(code=1) from exc
+        raise fail(str(exc)) from exc
     if not rows:
-        Console().print(f"no predictions for customer {customer_id!r} ({settings.model.name})")
-        raise typer.Exit(code=1)
+        raise fail(f"no predictions for customer {customer_id!r} ({settings.model.name})")
+    if as_json:
+        shown = [{c: _plain(row[c]) for c in COLUMNS} for row in rows]
+        out.out(json.dumps(shown, indent=2), highlight=False)
+        return
     table = Table(title=f"{customer_id}: {settings.model.name}")
     for column in COLUMNS:
         table.add_column(column)
     for row in rows:
         table.add_row(*[f"{row[c]:.4f}" if c == "score" else str(row[c]) for c in COLUMNS])
-    Console().print(table)
+    out.print(table)
+
+
+def _plain(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, dt.date) else value

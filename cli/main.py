@@ -7,20 +7,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from cli.errors import EXIT_CODES_HELP, EXIT_USAGE, fail, load_settings
+from cli.errors import out as console
 from cli.history import history as history_command
 from cli.output import RunOutput
 from cli.publish import publish as publish_command
 from cli.runs import NightFailed, date_range, run_job
-from schemas.settings import Settings, get_settings
+from schemas.settings import Settings
 
 app = typer.Typer(
     help="lakescore: nightly customer scoring on Delta Lake, served over HTTP.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-console = Console()
 
 DateOpt = Annotated[
     dt.datetime, typer.Option("--date", formats=["%Y-%m-%d"], help="Score date (YYYY-MM-DD).")
@@ -28,16 +29,31 @@ DateOpt = Annotated[
 
 
 def _settings() -> Settings:
-    try:
-        return get_settings()
-    except (ValueError, FileNotFoundError) as exc:
-        console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+    return load_settings()
 
 
 def _fail(message: str, *, code: int = 1) -> typer.Exit:
-    console.print(f"[red]{message}[/red]")
-    return typer.Exit(code=code)
+    return fail(message, code=code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.out(f"lakescore {version('lakescore')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """lakescore: nightly customer scoring on Delta Lake, served over HTTP."""
 
 
 VerboseOpt = Annotated[
@@ -74,19 +90,36 @@ def backfill(
     start: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="First score date.")],
     end: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Last score date.")],
     step_days: Annotated[int, typer.Option(min=1, help="Days between score dates.")] = 1,
+    force: Annotated[
+        bool, typer.Option(help="Also run the dates the current champion already scored.")
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the nightly job for every score date from start to end (inclusive), oldest first.
+    """Run the nightly job through Dagster for every score date from start to end
+    (inclusive, every --step-days), oldest first, skipping the dates whose champion scores
+    in predictions.history were all made by the current champion version (--force: run
+    them too).
 
     Prints a line per step of each night; each night's whole log goes to
     <data_dir>/logs/<run id>.log."""
+    from cli.runs import scored_by_champion
     from pipelines.definitions import NIGHTLY_JOB
 
     settings = _settings()
     try:
-        dates = date_range(start.date(), end.date())[::step_days]
+        wanted = date_range(start.date(), end.date())[::step_days]
     except ValueError as exc:
-        raise _fail(str(exc), code=2) from exc
+        raise _fail(str(exc), code=EXIT_USAGE) from exc
+    skipped = [] if force else scored_by_champion(settings, dates=wanted)
+    dates = [d for d in wanted if d not in skipped]
+    if skipped:
+        console.print(
+            f"skipped {len(skipped)} of {len(wanted)} dates the current champion already "
+            f"scored ({skipped[0]} .. {skipped[-1]}; --force to run them)"
+        )
+    if not dates:
+        console.print("[green]backfill done:[/green] nothing to run")
+        return
     day = dates[0]
     try:
         with RunOutput(settings, console=console, verbose=verbose) as out:
@@ -273,11 +306,15 @@ def retention() -> None:
 
 
 @app.command()
-def status() -> None:
+def status(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The same figures as one JSON object.")
+    ] = False,
+) -> None:
     """Last runs, the current champion and challenger, and the sync lag."""
     from cli.status import show_status
 
-    show_status(_settings(), console=console)
+    show_status(_settings(), console=console, as_json=as_json)
 
 
 @app.command()

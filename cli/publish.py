@@ -13,13 +13,10 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from schemas.settings import get_settings
-
-console = Console()
-err = Console(stderr=True)
+from cli.errors import err, load_settings
+from cli.errors import out as console
 
 
 def publish(
@@ -43,7 +40,7 @@ def publish(
     from jobs.sync import SyncError
     from jobs.sync import sync as run_sync
 
-    settings = get_settings()
+    settings = load_settings()
     spark = get_spark(settings)
     day = date.date()
     if list_only:

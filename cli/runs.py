@@ -176,3 +176,39 @@ def date_range(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def scored_by_champion(settings: Settings, *, dates: Sequence[dt.date]) -> list[dt.date]:
+    """The dates of ``dates`` whose champion rows in ``predictions.history`` were all made by
+    the version the registry's champion alias names now: a backfill skips them (``--force``
+    runs them anyway). The same rule as ``jobs.ops.backfill``, read through delta-rs and
+    the MLflow client, without Spark. None before the first champion or the first night."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    from jobs.platform import CHAMPION, configure_mlflow, version_by_alias
+    from schemas.tables import PREDICTIONS_HISTORY
+
+    if not dates:
+        return []
+    champion = version_by_alias(
+        configure_mlflow(settings), model_name=settings.model.name, alias=CHAMPION
+    )
+    if champion is None:
+        return []
+    try:
+        table = DeltaTable(settings.table_path(PREDICTIONS_HISTORY.name))
+    except TableNotFoundError:
+        return []
+    rows = table.to_pyarrow_table(
+        columns=["score_date", "model_version"],
+        filters=[
+            ("score_date", "in", list(dates)),
+            ("model_name", "=", settings.model.name),
+            ("model_role", "=", CHAMPION),
+        ],  # type: ignore[arg-type]
+    ).to_pylist()
+    versions: dict[dt.date, set[str]] = {}
+    for row in rows:
+        versions.setdefault(row["score_date"], set()).add(str(row["model_version"]))
+    return [d for d in dates if versions.get(d) == {str(champion.version)}]

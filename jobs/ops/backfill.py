@@ -1,6 +1,8 @@
 """Score a range of past dates, skipping dates already scored with the same champion version.
 
-``python -m jobs.ops.backfill --start 1997-06-01 --end 1997-06-30 [--step-days 7] [--force]``.
+``python -m jobs.ops.backfill --start 1997-06-01 --end 1997-06-30 [--step-days 7] [--force]``:
+the scoring part of ``lakescore backfill`` (whole nights through Dagster, the same skip rule),
+for ``spark-submit`` on a cluster without Dagster.
 Dates are scored oldest first; each is recorded in ``monitoring.score_runs``, audited
 and published to ``predictions.current`` only if its audit passed: a date that fails is
 held (its scores stay in history, ``lakescore publish`` after a review) and the backfill
