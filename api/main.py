@@ -17,6 +17,7 @@ from api.asgi_shortcut import LookupShortcut
 from api.deps import Services
 from api.entry import LookupApp
 from api.guard import GuardMiddleware
+from api.logs import configure_logs
 from api.metrics import Metrics
 from api.model_holder import ModelHolder
 from api.openapi import declare_api_key
@@ -36,6 +37,7 @@ def create_app(
     """Build the app; clients, models and background tasks start in ``lifespan``, never at import."""
     resolved = settings or get_settings()
     cfg = resolved.api
+    configure_logs(cfg.log_format)  # uvicorn configured its loggers before calling us
     metrics = Metrics()
     key_guard = KeyGuard(cfg)
     shedder = Shedder(budget_s=cfg.shed_after_ms / 1e3, registry=metrics.registry)

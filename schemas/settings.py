@@ -391,6 +391,8 @@ class ApiSettings(_Section):
     model_refresh_s: float = Field(default=60.0, gt=0.0)
     model_load_timeout_s: float = Field(default=20.0, gt=0.0)
     # Sampled request log (never carries API keys); empty path: the process log stream.
+    # The API's and uvicorn's log lines: one JSON object per line (json) or uvicorn's text.
+    log_format: Literal["json", "text"] = "json"
     request_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     request_log_path: str = ""
 
