@@ -32,6 +32,7 @@ Pure compute: no Dagster here (``pipelines/lakehouse/maintenance.py`` wires it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -72,6 +73,8 @@ SYNC_BUILD_SEPARATOR = "__"
 LOG_RETENTION = "delta.logRetentionDuration"
 FILE_RETENTION = "delta.deletedFileRetentionDuration"
 VACUUM_LOGGING = "spark.databricks.delta.vacuum.logging.enabled"
+# The tasks Delta's VACUUM lists a table's folders with (Spark's default: 10,000).
+LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -183,20 +186,42 @@ def vacuum_table(spark: SparkSession, settings: Settings, spec: TableSpec) -> Ta
     table = DeltaTable.forPath(spark, path)
     before = int(table.history(1).select("version").first()[0])  # type: ignore[index]
     # VACUUM START / END commits carry the counts (Delta leaves them off on some stores).
-    previous = spark.conf.get(VACUUM_LOGGING, None)
-    spark.conf.set(VACUUM_LOGGING, "true")
-    try:
+    with _session_conf(
+        spark,
+        {
+            VACUUM_LOGGING: "true",
+            LISTING_PARALLELISM: str(listing_parallelism(spark, settings.retention)),
+        },
+    ):
         table.vacuum(settings.retention.vacuum_hours)
-    finally:
-        if previous is None:
-            spark.conf.unset(VACUUM_LOGGING)
-        else:
-            spark.conf.set(VACUUM_LOGGING, previous)
     files, size = _vacuum_counts(table, after=before)
     log.info("%s: VACUUM removed %d files (%s bytes)", spec.name, files, size)
     return TableVacuum(
         table=spec.name, files_removed=files, bytes_removed=size, properties_set=changed
     )
+
+
+def listing_parallelism(spark: SparkSession, cfg: RetentionSettings) -> int:
+    """``retention.vacuum_listing_parallelism``, or the cores Spark has (at least 2)."""
+    if cfg.vacuum_listing_parallelism:
+        return cfg.vacuum_listing_parallelism
+    return max(2, int(spark.sparkContext.defaultParallelism))
+
+
+@contextlib.contextmanager
+def _session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
+    """Set session configuration for the block, then put back what was there."""
+    previous: dict[str, str | None] = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, old in previous.items():
+            if old is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, old)
 
 
 def _vacuum_counts(table: DeltaTable, *, after: int) -> tuple[int, int | None]:

@@ -247,6 +247,7 @@ def test_weekly_maintenance_resorts_silver_only_after_a_merge(
     from delta.tables import DeltaTable
 
     from jobs.platform.lake import table_version
+    from jobs.platform.retention import LISTING_PARALLELISM
     from pipelines.definitions import build_definitions
     from pipelines.lakehouse.maintenance import MAINTENANCE_JOB
     from pipelines.resources import LakescoreResource
@@ -255,9 +256,13 @@ def test_weekly_maintenance_resorts_silver_only_after_a_merge(
         local, resource=LakescoreResource(lake_root=local.lake.root)
     ).resolve_job_def(MAINTENANCE_JOB)
 
-    def run() -> tuple[str, list[Any]]:
+    def run(*, retention: bool = False) -> tuple[str, list[Any]]:
+        """One run of the job; the retention step only when asked (it VACUUMs every table:
+        once here, after the rewrite, as every week)."""
         with DagsterInstance.ephemeral() as instance:
-            result = job.execute_in_process(instance=instance)
+            result = job.execute_in_process(
+                instance=instance, op_selection=None if retention else ["resort_silver_orders"]
+            )
             assert result.success
             observed = [
                 e.event_specific_data.asset_observation
@@ -288,8 +293,10 @@ def test_weekly_maintenance_resorts_silver_only_after_a_merge(
     _write(landing / "orders" / "b.csv", ORDERS_HEADER + late)
     ingest_landing(spark, local, landing=landing)  # a merge
     assert _unsorted_files(spark, local)
-    outcome, [observation] = run()
+    listing = spark.conf.get(LISTING_PARALLELISM, None)
+    outcome, [observation] = run(retention=True)
     assert outcome == "resorted" and _unsorted_files(spark, local) == []
+    assert spark.conf.get(LISTING_PARALLELISM, None) == listing  # VACUUM's own, put back
     assert observation.asset_key.to_user_string() == "silver/orders"
     assert observation.metadata["resorted_rows"].value == 43
     resorted = table_version(spark, local, SILVER_ORDERS)
