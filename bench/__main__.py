@@ -12,13 +12,14 @@ BENCHMARKS: dict[str, str] = {
     "contracts": "bench.bench_contracts",
     "scoring": "bench.bench_scoring",
     "quality": "bench.bench_quality",
+    "night": "bench.bench_night",
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=[])
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # the rest: the benchmark's own options
     for name in args.names or list(BENCHMARKS):
         importlib.import_module(BENCHMARKS[name]).main()
 
