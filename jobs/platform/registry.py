@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from schemas.settings import Settings
+
+if TYPE_CHECKING:  # lightgbm takes ~1 s to import: only the loader needs it
+    import lightgbm as lgb
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -66,6 +69,8 @@ def version_by_alias(client: MlflowClient, *, model_name: str, alias: str) -> Mo
 
 def load_booster(*, model_name: str, version: str) -> lgb.Booster:
     """Load a registered LightGBM model as a native Booster (scoring needs no pyfunc wrapper)."""
+    import lightgbm as lgb
+
     model = mlflow.lightgbm.load_model(f"models:/{model_name}/{version}")
     if isinstance(model, lgb.Booster):
         return model
