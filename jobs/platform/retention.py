@@ -32,7 +32,6 @@ Pure compute: no Dagster here (``pipelines/lakehouse/maintenance.py`` wires it).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
@@ -61,6 +60,7 @@ from jobs.platform.lease import (
 )
 from jobs.platform.mongo import mongo_client, serving_db, with_retries
 from jobs.platform.registry import configure_mlflow
+from jobs.platform.spark import session_conf
 from schemas.serving import PRIORS_COLLECTION_SUFFIX, SYNC_STATE_COLLECTION
 from schemas.settings import RetentionSettings, Settings
 from schemas.tables import ALL_TABLES, TableSpec
@@ -186,7 +186,7 @@ def vacuum_table(spark: SparkSession, settings: Settings, spec: TableSpec) -> Ta
     table = DeltaTable.forPath(spark, path)
     before = int(table.history(1).select("version").first()[0])  # type: ignore[index]
     # VACUUM START / END commits carry the counts (Delta leaves them off on some stores).
-    with _session_conf(
+    with session_conf(
         spark,
         {
             VACUUM_LOGGING: "true",
@@ -206,22 +206,6 @@ def listing_parallelism(spark: SparkSession, cfg: RetentionSettings) -> int:
     if cfg.vacuum_listing_parallelism:
         return cfg.vacuum_listing_parallelism
     return max(2, int(spark.sparkContext.defaultParallelism))
-
-
-@contextlib.contextmanager
-def _session_conf(spark: SparkSession, values: dict[str, str]) -> Iterator[None]:
-    """Set session configuration for the block, then put back what was there."""
-    previous: dict[str, str | None] = {key: spark.conf.get(key, None) for key in values}
-    for key, value in values.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, old in previous.items():
-            if old is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, old)
 
 
 def _vacuum_counts(table: DeltaTable, *, after: int) -> tuple[int, int | None]:
