@@ -268,14 +268,18 @@ def _writing_live(
         except PyMongoError as err:  # the store is gone: the original error says more
             log.warning("sync %s: could not clear the watermark: %s", claim.run_id, err)
             raise exc from None
-        if cleared:
+        if cleared and isinstance(exc, Exception):
+            # Whatever failed (the compare-and-set, the verification finding the other
+            # run's documents, a cursor lost to its swap), the cause is the other run:
+            # one error type for it, naming both, so the caller can tell a race lost
+            # cleanly from a broken store.
             log.error("sync %s: watermark cleared: %s", claim.run_id, reason)
-            if isinstance(exc, SyncConflictError):
-                raise SyncConflictError(
-                    f"{exc}. This run had already written into {db.name}.{name} and its "
-                    "priors: the watermark was cleared, the next sync rebuilds the collection "
-                    "in full"
-                ) from exc
+            cause = "" if isinstance(exc, SyncConflictError) else f"{type(exc).__name__}: "
+            raise SyncConflictError(
+                f"{cause}{exc}. Another run moved the watermark while this one was writing "
+                f"into {db.name}.{name} and its priors: the watermark was cleared, the next "
+                "sync rebuilds the collection in full"
+            ) from exc
         raise
 
 

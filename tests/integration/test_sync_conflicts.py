@@ -301,8 +301,11 @@ def test_a_run_that_fails_after_writing_while_another_moved_the_watermark_clears
 
     monkeypatch.setattr(sync_paths, "upsert_and_delete", overtaken_by_a_full_sync)
     monkeypatch.setattr(sync_paths, "compare_sample", cursor_lost)
-    with pytest.raises(CursorNotFound):
+    with pytest.raises(
+        SyncConflictError, match=r"CursorNotFound: .* the watermark was cleared"
+    ) as lost:
         sync(spark, env, mode="incremental")
+    assert isinstance(lost.value.__cause__, CursorNotFound)  # the error it stands for
 
     # Not a conflict the compare-and-set saw, but the same story: the full sync's watermark
     # no longer describes ten documents; cleared, so that the next sync rebuilds.
