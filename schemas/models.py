@@ -15,6 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from schemas.features import FEATURE_NAMES
 
+# The registry's aliases (jobs/platform/registry.py): the version that serves, and the one
+# the gate compared against it last.
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
 # Label kinds the training set builder knows (jobs/training/trainset.py):
 # "ordered": the customer ordered at least once on days D..D+H-1 (1, else 0);
 # "spend": the customer's total order amount on days D..D+H-1 (0 when no order).

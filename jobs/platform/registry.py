@@ -11,13 +11,13 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+# The aliases live with the model definitions (Spark- and MLflow-free readers need them too).
+from schemas.models import CHALLENGER as CHALLENGER
+from schemas.models import CHAMPION as CHAMPION
 from schemas.settings import Settings
 
 if TYPE_CHECKING:  # lightgbm takes ~1 s to import: only the loader needs it
     import lightgbm as lgb
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 
 # MLflow's HTTP client retries 7 times with exponential backoff and waits 120 s per request
 # by default: minutes before a job learns that the registry is down. A nightly job should fail
