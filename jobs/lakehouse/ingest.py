@@ -16,9 +16,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
+import logging
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 from delta.tables import DeltaTable
@@ -38,6 +40,8 @@ from jobs.platform import (
 from schemas.settings import Settings
 from schemas.sources import ORDERS_SOURCE
 from schemas.tables import BRONZE_ORDERS, TableSpec
+
+log = logging.getLogger(__name__)
 
 SILVER_ROW = "_silver"  # the silver columns of a typed row, as one struct
 
@@ -411,7 +415,14 @@ def _quarantine_counts(
 def _seen_fingerprints(
     spark: SparkSession, settings: Settings, bronze: TableSpec, fingerprints: list[str]
 ) -> set[str]:
-    if not fingerprints or not table_exists(spark, settings, bronze):
+    """The fingerprints among ``fingerprints`` that ``bronze`` holds already: from the Delta
+    log without a Spark job when delta-rs can tell (``_seen_in_log``), else by Spark."""
+    if not fingerprints:
+        return set()
+    seen = _seen_in_log(table_path(settings, bronze), set(fingerprints))
+    if seen is not None:
+        return seen
+    if not table_exists(spark, settings, bronze):
         return set()
     rows = (
         read_table(spark, settings, bronze)
@@ -421,6 +432,58 @@ def _seen_fingerprints(
         .collect()
     )
     return {r[0] for r in rows}
+
+
+def _seen_in_log(path: str, fingerprints: set[str]) -> set[str] | None:
+    """``_seen_fingerprints`` without Spark: the per-file minimum and maximum of
+    ``file_fingerprint`` in the Delta log (delta-rs) pick the files that may hold one of
+    ``fingerprints`` (each ingest batch writes files of its own, so usually none or one),
+    and only that column of only those files is read. Delta keeps 32-character prefixes of
+    string statistics, so files are picked by prefix: a superset, made exact by the read.
+
+    None when delta-rs cannot answer alone (a lake that is not a local folder, deletion
+    vectors, an unreadable log): then Spark does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as pads
+    from deltalake import DeltaTable as RustDeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    root = Path(path)
+    if not root.is_dir():
+        return None if "://" in path else set()  # a remote lake: Spark; no folder: no table
+    try:
+        table = RustDeltaTable(path)
+        if "deletionVectors" in (table.protocol().reader_features or []):
+            return None  # a file's rows may be deleted: its data files alone do not tell
+        actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    except TableNotFoundError:
+        return set()
+    except Exception as exc:  # any reason delta-rs cannot read the log: Spark can
+        log.info("delta-rs cannot read the log of %s (%s): asking Spark", path, exc)
+        return None
+
+    def may_hold(action: dict[str, object]) -> bool:
+        low, high = action.get("min.file_fingerprint"), action.get("max.file_fingerprint")
+        if not isinstance(low, str) or not isinstance(high, str):
+            return True  # no statistics: read it
+        n = min(len(low), len(high))
+        return any(low[:n] <= fp[:n] <= high[:n] for fp in fingerprints)
+
+    files = [str(root / unquote(str(a["path"]))) for a in actions if may_hold(a)]
+    if not files:
+        return set()
+    found = (
+        pads.dataset(files, format="parquet")
+        .to_table(
+            columns=["file_fingerprint"],
+            filter=pc.field("file_fingerprint").isin(sorted(fingerprints)),
+        )
+        .column("file_fingerprint")
+        .unique()
+        .to_pylist()
+    )
+    return {str(fp) for fp in found}
 
 
 def ingest_configured(spark: SparkSession, settings: Settings) -> list[IngestResult]:

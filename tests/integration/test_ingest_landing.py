@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.lakehouse.ingest import ingest_landing
-from jobs.platform.lake import read_table
+from jobs.lakehouse.ingest import _seen_fingerprints, _seen_in_log, ingest_landing
+from jobs.platform.lake import read_table, table_path
 from schemas.settings import Settings
 from schemas.tables import (
     BRONZE_ORDERS,
@@ -302,3 +302,38 @@ def test_weekly_maintenance_resorts_silver_only_after_a_merge(
     resorted = table_version(spark, local, SILVER_ORDERS)
     assert run() == ("in order", [])
     assert rewrites_since(resorted) == []
+
+
+def test_seen_files_are_found_in_the_delta_log_without_spark(
+    spark: Any, local: Settings, tmp_path: Path
+) -> None:
+    landing = tmp_path / "landing"
+    # One batch of three files (its data files hold three fingerprints), then one more file.
+    for i in range(3):
+        _write(landing / "orders" / f"b{i}.csv", ORDERS_HEADER + f"o{i},c{i},2024-01-05,1,1\n")
+    ingest_landing(spark, local, landing=landing)
+    _write(landing / "orders" / "late.csv", ORDERS_HEADER + "o9,c9,2024-01-06,1,1\n")
+    ingest_landing(spark, local, landing=landing)
+
+    bronze = read_table(spark, local, BRONZE_ORDERS)
+    ingested = {r[0] for r in bronze.select("file_fingerprint").distinct().collect()}
+    assert len(ingested) == 4
+    # Fingerprints that share the stored 32-character prefix of one ingested, or sort
+    # between two of them: the statistics pick files, the read tells them apart.
+    near = {next(iter(ingested))[:32] + "0" * 32, "0" * 64, "f" * 64}
+    asked = ingested | near
+    path = table_path(local, BRONZE_ORDERS)
+    jobs_before = len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+    found = _seen_in_log(path, asked)
+    assert found == ingested
+    assert len(spark.sparkContext.statusTracker().getJobIdsForGroup()) == jobs_before
+    assert _seen_in_log(str(tmp_path / "no_table"), asked) == set()
+    # The nightly path (delta-rs first) agrees with Spark's answer for the same question.
+    spark_says = {
+        r[0]
+        for r in bronze.where(F.col("file_fingerprint").isin(sorted(asked)))
+        .select("file_fingerprint")
+        .distinct()
+        .collect()
+    }
+    assert _seen_fingerprints(spark, local, BRONZE_ORDERS, sorted(asked)) == spark_says == found
