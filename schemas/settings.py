@@ -350,6 +350,11 @@ class LakehouseSettings(_Section):
     # Great Expectations Data Docs (HTML) per validation; empty: <data_dir>/gx_docs.
     data_docs_dir: str = ""
     build_data_docs: bool = True
+    # What the nightly silver contracts validate: "batch", the rows the night's merge wrote
+    # (its batch id), with the table-level counts from Delta's log the ingest accounting
+    # already holds; "table", every row of the table each night (its cost grows with
+    # history). The weekly maintenance job validates the whole tables either way.
+    silver_contract_scope: Literal["batch", "table"] = "batch"
 
 
 class ApiSettings(_Section):

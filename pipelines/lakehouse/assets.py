@@ -45,6 +45,7 @@ BRONZE_CONTRACT = "bronze_orders_contract"
 def _ingest_metadata(result: IngestResult) -> dict[str, Any]:
     return {
         "source": result.source_file,
+        "batch_id": result.batch_id,
         "files": result.files,
         "skipped_already_ingested": result.skipped,
         "rows_read": result.rows_read,

@@ -1,4 +1,5 @@
-"""Data-contract asset checks: silver tables and the night's gold partition (all blocking)."""
+"""Data-contract asset checks: silver tables (the night's batch, or whole) and the night's gold
+partition, all blocking."""
 
 from pathlib import Path
 from typing import Any
@@ -61,17 +62,65 @@ def check_result(result: ContractResult, **extra: Any) -> AssetCheckResult:
 
 
 def silver_contract(
-    lakescore: LakescoreResource, *, spec: TableSpec, contract: contracts.Contract
+    lakescore: LakescoreResource,
+    *,
+    spec: TableSpec,
+    contract: contracts.Contract,
+    context: AssetCheckExecutionContext | None = None,
+    key: AssetKey | None = None,
 ) -> AssetCheckResult:
-    """The contract on a whole silver table (passes while the table has no data yet)."""
+    """The contract on a silver table (passes while the table has no data yet).
+
+    ``lakehouse.silver_contract_scope: batch`` (with the run's ``context`` and the
+    asset's ``key``): only the rows the run's merge wrote, found by the batch id its
+    materialization recorded; nothing to check when the run ingested nothing. Without a
+    batch recorded by this run (the check run on its own), and with ``table``, every row.
+    """
     settings = lakescore.settings()
     spark = lakescore.spark()
     if not table_exists(spark, settings, spec):
         return AssetCheckResult(passed=True, description=f"{spec.name} has no data yet")
     frame = read_table(spark, settings, spec)
+    extra: dict[str, Any] = {"scope": "table"}
+    if settings.lakehouse.silver_contract_scope == "batch" and context and key:
+        written = written_by_run(context, key)
+        if written is None:
+            extra["scope_reason"] = "no batch recorded by this run: the whole table"
+        elif written.get("skipped_already_ingested"):
+            return AssetCheckResult(
+                passed=True,
+                description=f"{spec.name}: no new rows in this run, nothing to check (the "
+                "weekly maintenance job validates the whole table)",
+                metadata={"scope": "batch", "rows": 0},
+            )
+        else:
+            batch_id = str(written["batch_id"])
+            frame = frame.where(F.col("batch_id") == F.lit(batch_id))
+            extra = {
+                "scope": "batch",
+                "batch_id": batch_id,
+                # The table-level counts, from Delta's log and the merge's metrics: the
+                # ingest step failed the night already if they did not add up.
+                **{k: written.get(k) for k in _TABLE_COUNTS},
+            }
     return check_result(
-        check_contract(frame, contract=contract, docs_dir=docs_dir(settings, contract))
+        check_contract(frame, contract=contract, docs_dir=docs_dir(settings, contract)), **extra
     )
+
+
+# What the ingest recorded about the whole table, shown beside a batch's contract.
+_TABLE_COUNTS = ("silver_rows_before", "silver_rows_after", "silver_inserted", "accounted")
+
+
+def written_by_run(context: AssetCheckExecutionContext, key: AssetKey) -> dict[str, Any] | None:
+    """The ingest metadata of ``key``'s materialization in this run (None: none in it)."""
+    event = context.instance.get_latest_materialization_event(key)
+    if event is None or event.run_id != context.run.run_id or event.asset_materialization is None:
+        return None
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    if not metadata.get("batch_id") and not metadata.get("skipped_already_ingested"):
+        return None  # not an ingest's record (CDNOW has no customers, say)
+    return metadata
 
 
 def customer_features_contract(
@@ -108,10 +157,13 @@ def _silver_check(
         asset=key,
         name=f"{contract.name}_contract",
         blocking=True,
-        description=f"Great Expectations contract on {spec.name} (whole table).",
+        description=f"Great Expectations contract on {spec.name}: the rows the night's "
+        "merge wrote (lakehouse.silver_contract_scope: batch), or the whole table.",
     )
-    def _check(lakescore: LakescoreResource) -> AssetCheckResult:
-        return silver_contract(lakescore, spec=spec, contract=contract)
+    def _check(
+        context: AssetCheckExecutionContext, lakescore: LakescoreResource
+    ) -> AssetCheckResult:
+        return silver_contract(lakescore, spec=spec, contract=contract, context=context, key=key)
 
     return _check
 

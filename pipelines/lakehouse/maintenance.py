@@ -1,5 +1,6 @@
-"""Weekly maintenance: silver.orders back in customer order after the week's merges, then
-retention (VACUUM, log retention, leftover serving collections, old MLflow artifacts).
+"""Weekly maintenance: silver.orders back in customer order after the week's merges, the
+whole silver tables validated, then retention (VACUUM, log retention, leftover serving
+collections, old MLflow artifacts).
 
 The feature build's window sorts the orders by (customer, order date), the order the
 first load writes silver.orders in; nightly ingests merge into it and leave files in the
@@ -10,6 +11,8 @@ the last one can have unsorted it. Its schedule (``schedule.maintenance_cron``) 
 clear of the night: a merge committed meanwhile would make one of the two fail Delta's
 conflict check (no row lost, the failed one can run again).
 
+``validate_silver`` runs the silver contracts on the whole tables once a week (each
+night validates only the rows its merge wrote, ``lakehouse.silver_contract_scope``).
 ``retention`` runs after the rewrite (so the files it replaced are counted by the next
 week's VACUUM, not deleted now): ``jobs.platform.apply_retention`` with the
 ``retention:`` settings, whose counts are an observation of every table it vacuumed.
@@ -18,14 +21,16 @@ week's VACUUM, not deleted now): ``jobs.platform.apply_retention`` with the
 from collections.abc import Iterator
 from typing import Any
 
-from dagster import AssetObservation, OpExecutionContext, Output, job, op
+from dagster import AssetObservation, Failure, In, Nothing, OpExecutionContext, Output, job, op
 
-from jobs.lakehouse import needs_resort, resort_table
-from jobs.platform import apply_retention, table_exists
+from jobs.lakehouse import check_contract, needs_resort, resort_table
+from jobs.platform import apply_retention, read_table, table_exists
 from pipelines.alerts import notify_failure
-from pipelines.keys import SILVER_ORDERS_KEY, table_key
+from pipelines.keys import SILVER_CUSTOMERS_KEY, SILVER_ORDERS_KEY, table_key
+from pipelines.lakehouse.checks import docs_dir
 from pipelines.resources import LakescoreResource
-from schemas.tables import ALL_TABLES, SILVER_ORDERS
+from schemas import contracts
+from schemas.tables import ALL_TABLES, SILVER_CUSTOMERS, SILVER_ORDERS
 
 MAINTENANCE_JOB = "silver_maintenance"
 
@@ -59,6 +64,45 @@ def resort_silver_orders(
 
 @op(
     description=(
+        "Great Expectations contracts on the whole silver tables (the nights validate "
+        "only the rows their merge wrote); fails the job, after observing each, if one fails."
+    ),
+    ins={"after": In(Nothing)},  # after the rewrite (also runs alone: op_selection)
+)
+def validate_silver(context: OpExecutionContext, lakescore: LakescoreResource) -> Iterator[Any]:
+    settings, spark = lakescore.settings(), lakescore.spark()
+    failed = []
+    for key, spec, contract in (
+        (SILVER_ORDERS_KEY, SILVER_ORDERS, contracts.SILVER_ORDERS),
+        (SILVER_CUSTOMERS_KEY, SILVER_CUSTOMERS, contracts.SILVER_CUSTOMERS),
+    ):
+        if not table_exists(spark, settings, spec):
+            context.log.info(f"{spec.name} does not exist: nothing to validate")
+            continue
+        result = check_contract(
+            read_table(spark, settings, spec),
+            contract=contract,
+            docs_dir=docs_dir(settings, contract),
+        )
+        yield AssetObservation(
+            asset_key=key,
+            metadata={
+                "contract": contract.name,
+                "scope": "table",
+                "passed": result.success,
+                "rows": -1 if result.rows is None else result.rows,
+                "summary": result.summary(),
+            },
+        )
+        if not result.success:
+            failed.append(result.summary())
+    if failed:
+        raise Failure(description="; ".join(failed))
+    yield Output("valid")
+
+
+@op(
+    description=(
         "VACUUM every table with retention.vacuum_hours, set its log retention, drop the "
         "collections old full syncs left, prune old unregistered MLflow artifacts."
     )
@@ -88,8 +132,11 @@ def retention(
 
 @job(
     name=MAINTENANCE_JOB,
-    description="Weekly: silver.orders back in customer order, then retention.",
+    description="Weekly: silver.orders back in customer order, then the whole silver tables "
+    "validated and retention.",
     hooks={notify_failure},
 )
 def silver_maintenance() -> None:
-    retention(after=resort_silver_orders())
+    resorted = resort_silver_orders()
+    validate_silver(after=resorted)
+    retention(after=resorted)

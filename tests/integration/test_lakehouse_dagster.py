@@ -158,3 +158,70 @@ def test_a_landing_file_with_a_wrong_schema_stops_the_night_before_anything_is_w
     assert "lack columns" in str(failed[0].event_specific_data.error)
     assert _materialized(night) == set()
     assert after == before
+
+
+def test_the_nightly_silver_contract_checks_the_nights_batch_and_the_week_the_table(
+    spark: Any, landing_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import DagsterInstance
+
+    from pipelines.definitions import build_definitions
+    from pipelines.lakehouse.maintenance import MAINTENANCE_JOB
+
+    settings = landing_settings
+    lakehouse, _ = _night_keys()
+    ingest = lakehouse[:3]
+    first = _run(settings, ingest)
+    contract = _checks(first)["silver_orders_contract"]
+    silver_rows = read_table(spark, settings, SILVER_ORDERS).count()
+    assert contract.passed and contract.metadata["scope"].value == "batch"
+    assert contract.metadata["rows"].value == silver_rows  # the first load is one batch
+
+    # Nothing new landed: nothing to check.
+    again = _checks(_run(settings, ingest))["silver_orders_contract"]
+    assert again.passed and again.metadata["rows"].value == 0
+    assert "no new rows in this run" in (again.description or "")
+
+    # A corrupt row lands behind the contracts' back, then a night ingests five new orders:
+    # the night validates its five rows, not the corrupt one (whose batch it did not write).
+    corrupt = (
+        read_table(spark, settings, SILVER_ORDERS)
+        .limit(1)
+        .select(
+            F.lit("corrupt-2").alias("order_id"),
+            "customer_id",
+            "order_date",
+            "quantity",
+            F.lit(-5.0).alias("amount"),
+            F.lit("manual").alias("batch_id"),
+        )
+    )
+    corrupt.write.format("delta").mode("append").save(table_path(settings, SILVER_ORDERS))
+    new = Path(settings.lakehouse.landing_dir) / "orders" / "late-night.csv"
+    new.write_text(
+        "order_id,customer_id,order_date,quantity,amount\n"
+        + "".join(f"new-{i},C00000{i},2023-10-30,1,{i + 1}.5\n" for i in range(5))
+    )
+    night = _checks(_run(settings, ingest))["silver_orders_contract"]
+    assert night.passed and night.metadata["rows"].value == 5
+    assert night.metadata["silver_inserted"].value == 5
+
+    # The whole table, each night when configured so, and every week: the corrupt row fails.
+    monkeypatch.setenv("LAKESCORE_LAKEHOUSE__SILVER_CONTRACT_SCOPE", "table")
+    get_settings.cache_clear()
+    whole = _checks(_run(get_settings(), ingest))["silver_orders_contract"]
+    assert not whole.passed and whole.metadata["scope"].value == "table"
+    assert "ExpectColumnValuesToBeBetween(amount) failed on 1 of" in (whole.description or "")
+    monkeypatch.delenv("LAKESCORE_LAKEHOUSE__SILVER_CONTRACT_SCOPE")
+    get_settings.cache_clear()
+
+    job = build_definitions(get_settings()).resolve_job_def(MAINTENANCE_JOB)
+    with DagsterInstance.ephemeral() as instance:
+        weekly = job.execute_in_process(
+            instance=instance, op_selection=["validate_silver"], raise_on_error=False
+        )
+    assert not weekly.success
+    failure = next(e for e in weekly.all_events if e.is_step_failure)
+    assert "silver_orders: ExpectColumnValuesToBeBetween(amount) failed on 1 of" in str(
+        failure.event_specific_data
+    )
