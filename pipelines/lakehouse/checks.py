@@ -77,22 +77,23 @@ def silver_contract(
     batch recorded by this run (the check run on its own), and with ``table``, every row.
     """
     settings = lakescore.settings()
+    batch = settings.lakehouse.silver_contract_scope == "batch" and context and key
+    written = written_by_run(context, key) if batch and context and key else None
+    if written is not None and written.get("skipped_already_ingested"):
+        return AssetCheckResult(  # decided without a Spark job
+            passed=True,
+            description=f"{spec.name}: no new rows in this run, nothing to check (the "
+            "weekly maintenance job validates the whole table)",
+            metadata={"scope": "batch", "rows": 0},
+        )
     spark = lakescore.spark()
     if not table_exists(spark, settings, spec):
         return AssetCheckResult(passed=True, description=f"{spec.name} has no data yet")
     frame = read_table(spark, settings, spec)
     extra: dict[str, Any] = {"scope": "table"}
-    if settings.lakehouse.silver_contract_scope == "batch" and context and key:
-        written = written_by_run(context, key)
+    if batch:
         if written is None:
             extra["scope_reason"] = "no batch recorded by this run: the whole table"
-        elif written.get("skipped_already_ingested"):
-            return AssetCheckResult(
-                passed=True,
-                description=f"{spec.name}: no new rows in this run, nothing to check (the "
-                "weekly maintenance job validates the whole table)",
-                metadata={"scope": "batch", "rows": 0},
-            )
         else:
             batch_id = str(written["batch_id"])
             frame = frame.where(F.col("batch_id") == F.lit(batch_id))
