@@ -7,7 +7,8 @@ from typing import Any
 from dagster import ConfigurableResource
 from pyspark.sql import SparkSession
 
-from jobs.platform import get_spark
+from jobs.platform import SparkDriverLost, live_spark
+from pipelines.errors import permanent_failure
 from schemas.settings import Settings, get_settings
 
 
@@ -45,4 +46,9 @@ class LakescoreResource(ConfigurableResource):  # type: ignore[misc]
         return base.model_copy(update=overrides) if overrides else base
 
     def spark(self) -> SparkSession:
-        return get_spark(self.settings())
+        """The process's Spark session; a permanent failure (no retry) when its driver
+        died, which a retry in this process cannot bring back (``live_spark``)."""
+        try:
+            return live_spark(self.settings())
+        except SparkDriverLost as exc:
+            raise permanent_failure(str(exc)) from exc

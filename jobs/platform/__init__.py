@@ -46,7 +46,7 @@ from jobs.platform.registry import (
     version_by_alias,
 )
 from jobs.platform.retention import RetentionResult, apply_retention
-from jobs.platform.spark import get_spark, session_conf
+from jobs.platform.spark import SparkDriverLost, get_spark, live_spark, session_conf
 
 __all__ = [
     "CHALLENGER",
@@ -60,6 +60,7 @@ __all__ = [
     "LeaseHeldError",
     "LeaseLostError",
     "RetentionResult",
+    "SparkDriverLost",
     "apply_retention",
     "configure_mlflow",
     "default_holder",
@@ -70,6 +71,7 @@ __all__ = [
     "hold_lease",
     "last_commit",
     "leased",
+    "live_spark",
     "load_booster",
     "log_version",
     "mongo_client",

@@ -77,6 +77,31 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
     return spark
 
 
+class SparkDriverLost(RuntimeError):
+    """This process's Spark driver (its JVM) is gone: no session can start in it again."""
+
+
+def live_spark(settings: Settings | None = None) -> SparkSession:
+    """``get_spark``, or ``SparkDriverLost`` when this process's driver died (a JVM that
+    ran out of memory or was killed leaves PySpark's gateway behind, and every later call,
+    a new session included, fails on it: a retry in the same process cannot help)."""
+    settings = settings or get_settings()
+    try:
+        spark = get_spark(settings)
+        if not spark.sparkContext._jsc.sc().isStopped():  # one round trip to the JVM
+            return spark
+        why = "its SparkContext was stopped"
+    except Exception as exc:  # Py4J: the gateway no longer answers
+        why = f"its JVM does not answer ({type(exc).__name__}: {str(exc)[:160]})"
+    raise SparkDriverLost(
+        f"the Spark driver of this process is gone ({why}); most often it ran out of memory "
+        f"(spark.driver_memory is {settings.spark.driver_memory}: raise "
+        "LAKESCORE_SPARK__DRIVER_MEMORY, or spark.driver_memory in the config). A retry in "
+        "this process cannot start another driver: the step's first error is in the run log; "
+        "run the night again in a new process"
+    )
+
+
 def _log_conf(settings: Settings) -> dict[str, str]:
     """The driver JVM's log4j2 configuration file (``LOG4J2_PROPERTIES``), as the default Java
     options an operator's ``spark.driver.extraJavaOptions`` add to; none when the operator's
