@@ -14,6 +14,7 @@ from cli.history import history as history_command
 from cli.output import RunOutput
 from cli.publish import publish as publish_command
 from cli.runs import NightFailed, date_range, run_job
+from cli.sql import sql as sql_command
 from schemas.settings import Settings
 
 app = typer.Typer(
@@ -339,6 +340,7 @@ def demo(
 
 
 app.command("history")(history_command)
+app.command("sql")(sql_command)
 app.command("publish")(publish_command)
 
 mongo = typer.Typer(help="The local Mongo-wire server (only when no MONGO_URI is set).")

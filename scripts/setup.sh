@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[batch,local,dev]'
+.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[batch,local,dev,analysts]'
 .venv/bin/python -m jobs.platform.spark
 touch .venv/.installed
 echo "setup: done"
