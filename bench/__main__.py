@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "scoring": "bench.bench_scoring",
     "quality": "bench.bench_quality",
     "night": "bench.bench_night",
+    "sql": "bench.bench_sql",
 }
 
 
