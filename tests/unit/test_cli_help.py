@@ -21,6 +21,7 @@ COMMANDS = (
     "status",
     "rollback",
     "history",
+    "sql",
     "mongo",
     "resort-silver",
     "retention",
