@@ -32,8 +32,10 @@ def start(api_workdir: Path, mongo_uri: str, registry: dict[str, Any], *, fmt: s
     log = workdir / "uvicorn.log"
     process = start_api(env, log_path=log, ready_path="/readyz")
     try:
-        # The cold-start model loads in the background after start-up: its line comes then.
-        wait_until(lambda: "cold-start model" in log.read_text())
+        # /readyz answered, so the cold-start model is loaded; JSON logs name it at info level
+        # (text logs show no info lines of ours: waiting for it there only ran out the clock).
+        if fmt == "json":
+            wait_until(lambda: "cold-start model" in log.read_text())
         # Bytes that are not HTTP: uvicorn warns "Invalid HTTP request received".
         host, port = process.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=5) as conn:
