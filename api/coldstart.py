@@ -32,8 +32,9 @@ from schemas.coldstart import (
     ColdStartSpec,
     segment_prior,
 )
+from schemas.serving import Reason
 
-from api.coldstart_scorer import SingleRowScorer, plan_encoder
+from api.coldstart_scorer import SingleRowContributions, SingleRowScorer, plan_encoder
 
 CHAMPION = "champion"
 POINTER_FILE = "current.json"
@@ -56,6 +57,7 @@ class ColdStartModel:
     _encode: Callable[[ColdStartContext], list[float]] = field(init=False, repr=False)
     _scorer: Callable[[list[float]], float] = field(init=False, repr=False)
     _fields: tuple[str, ...] = field(init=False, repr=False)
+    _contributions: Callable[[list[float]], list[float]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         """Plan the per-request work once: the encoder, and LightGBM's single-row scorer
@@ -69,10 +71,37 @@ class ColdStartModel:
             log.info("single-row scorer unavailable (%s): Booster.predict", exc)
             scorer = self._predict
         object.__setattr__(self, "_scorer", scorer)
+        try:
+            contributions: Callable[[list[float]], list[float]] = SingleRowContributions(
+                self.booster, num_features=len(self.spec.feature_order)
+            ).contributions
+        except (LightGBMError, ValueError, AttributeError, OSError):
+            contributions = self._contrib
+        object.__setattr__(self, "_contributions", contributions)
         object.__setattr__(self, "_fields", tuple(ColdStartContext.model_fields))
 
     def _predict(self, row: list[float]) -> float:
         return float(self.booster.predict(np.asarray([row], dtype=np.float64), num_threads=1)[0])
+
+    def _contrib(self, row: list[float]) -> list[float]:
+        matrix = np.asarray([row], dtype=np.float64)
+        return [float(v) for v in self.booster.predict(matrix, pred_contrib=True)[0]]
+
+    def reasons(self, context: ColdStartContext, *, count: int) -> list[Reason]:
+        """The ``count`` largest contributions to the model's score for this context,
+        largest first (ties: the spec's feature order), with the request's values."""
+        row = self._encode(context)
+        phi = self._contributions(row)[: len(row)]
+        order = sorted(range(len(row)), key=lambda j: (-abs(phi[j]), j))[:count]
+        values = context.__dict__
+        out = []
+        for j in order:
+            name = self.spec.feature_order[j]
+            value = values.get(name)
+            shown: float | str | None
+            shown = value if isinstance(value, str) or value is None else float(value)
+            out.append(Reason(feature=name, contribution=phi[j], value=shown))
+        return out
 
     def encode(self, context: ColdStartContext) -> list[float]:
         """``schemas.coldstart.encode(context, self.spec)``, planned once."""

@@ -24,6 +24,7 @@ from lightgbm.basic import LightGBMError
 from schemas.coldstart import ColdStartContext, ColdStartSpec
 
 _PREDICT_NORMAL = 0  # C_API_PREDICT_NORMAL
+_PREDICT_CONTRIB = 3  # C_API_PREDICT_CONTRIB: SHAP values, the expected value last
 _DTYPE_FLOAT64 = 1  # C_API_DTYPE_FLOAT64
 
 
@@ -44,6 +45,8 @@ class SingleRowScorer:
     The C-side config holds only parsed parameters; rows and outputs are allocated per call,
     so calls from several threads share nothing on the Python side."""
 
+    _predict_type = _PREDICT_NORMAL
+
     def __init__(self, booster: lgb.Booster, *, num_features: int, threads: int = 1) -> None:
         if booster.num_model_per_iteration() != 1:
             raise ValueError("the single-row scorer serves single-output models only")
@@ -54,7 +57,7 @@ class SingleRowScorer:
         self._config = ctypes.c_void_p()
         ret = self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
             booster._handle,
-            ctypes.c_int(_PREDICT_NORMAL),
+            ctypes.c_int(self._predict_type),
             ctypes.c_int(0),  # start_iteration, as Booster.predict
             ctypes.c_int(booster.best_iteration),  # Booster.predict's num_iteration=None
             ctypes.c_int(_DTYPE_FLOAT64),
@@ -79,6 +82,13 @@ class SingleRowScorer:
         )
         self._check(ret)
         return out.value
+
+    def _out(self, row: Sequence[float], out: Any) -> None:
+        if len(row) != self._ncol:
+            raise ValueError(f"expected {self._ncol} features, got {len(row)}")
+        out_len = ctypes.c_int64(0)
+        ret = self._predict(self._config, self._row_type(*row), ctypes.byref(out_len), out)
+        self._check(ret)
 
     def __del__(self) -> None:
         config = getattr(self, "_config", None)
@@ -110,3 +120,15 @@ def plan_encoder(spec: ColdStartSpec) -> Callable[[ColdStartContext], list[float
         return row
 
     return encode
+
+
+class SingleRowContributions(SingleRowScorer):
+    """``contributions(row) -> list``: the row's SHAP values (LightGBM's ``pred_contrib``,
+    one per feature, the expected value last), through the same single-row C path."""
+
+    _predict_type = _PREDICT_CONTRIB
+
+    def contributions(self, row: Sequence[float]) -> list[float]:
+        out = (ctypes.c_double * (self._ncol + 1))()
+        self._out(row, out)
+        return list(out)

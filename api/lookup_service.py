@@ -126,6 +126,7 @@ def batch_prediction(
         scored_at=hit.get("scored_at"),
         source="batch",
         stale=(today - score_date).days > stale_after_days,
+        reasons=hit.get("reasons"),
     )
 
 
@@ -208,6 +209,7 @@ def coldstart_answer(
         )
     elif coldstart is not None:
         score, source = coldstart.answer(context)
+        explain = source == "coldstart" and settings.scoring.reasons != "off"
         prediction = ModelPrediction(
             model_name=coldstart.registered_name,
             model_version=coldstart.version,
@@ -215,6 +217,11 @@ def coldstart_answer(
             score_date=None,
             scored_at=None,
             source=source,  # type: ignore[arg-type]
+            reasons=(
+                coldstart.reasons(context, count=settings.scoring.reasons_count)
+                if explain
+                else None
+            ),
         )
     else:
         prediction = fallback_prediction(

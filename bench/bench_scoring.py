@@ -11,7 +11,8 @@ Measured in one run, on the same rows and the same registered LightGBM model:
    with LightGBM's own predict, for the record);
 3. ``mlflow.pyfunc.spark_udf`` on the same partition: score and append to a Delta table.
 
-Targets: (2) >= 0.5x (1) and >= 2x (3).
+Targets: (2) >= 0.5x (1) and >= 2x (3). (2) explains every row (``scoring.reasons``
+``all``, the default); 2d is the same job with reasons off: (2) <= 2.5x 2d.
 """
 
 from __future__ import annotations
@@ -114,10 +115,20 @@ def run(*, customers: int, trees: int, master: str) -> Report:
             "phases_spark_scan_s",
             pyarrow_feature_reads=False,
         )
+        # Reasons (jobs/scoring/reasons.py): the default job explains every row.
+        plain = variant("2d score_date, reasons off", "phases_reasons_off_s", reasons="off")
+        share = variant(
+            "2e score_date, reasons for the top 10 %",
+            "phases_reasons_top_share_s",
+            reasons="top_share",
+            reasons_share=0.1,
+        )
         udf = report.add(_spark_udf(spark, settings, customers=customers, table=table_path))
         report.ratio("score_date / bare predict (target >= 0.5)", job, bare)
         report.ratio("score_date / spark_udf (target >= 2)", job, udf)
         report.ratio("spark_udf / bare predict", udf, bare)
+        report.ratio("time with reasons for all / reasons off (target <= 2.5)", plain, job)
+        report.ratio("time with reasons for the top 10 % / reasons off", plain, share)
         report.ratio("score_date with LightGBM predict / bare predict", lgbm, bare)
         report.ratio("score_date with Spark's feature scan / bare predict", scan, bare)
         spark.stop()
@@ -163,6 +174,8 @@ def main(argv: list[str] | None = None) -> None:
         "phases_s",
         "phases_lightgbm_s",
         "phases_spark_scan_s",
+        "phases_reasons_off_s",
+        "phases_reasons_top_share_s",
     ):
         print(f"  {key}: {report.notes.get(key)}")
 

@@ -18,7 +18,15 @@ from cli.errors import fail, load_settings, out
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_HISTORY
 
-COLUMNS = ("score_date", "model_role", "model_version", "score", "run_id", "feature_table_version")
+COLUMNS = (
+    "score_date",
+    "model_role",
+    "model_version",
+    "score",
+    "reasons",
+    "run_id",
+    "feature_table_version",
+)
 
 
 def customer_history(
@@ -73,15 +81,29 @@ def history(
     if not rows:
         raise fail(f"no predictions for customer {customer_id!r} ({settings.model.name})")
     if as_json:
-        shown = [{c: _plain(row[c]) for c in COLUMNS} for row in rows]
+        shown = [{c: _plain(row.get(c)) for c in COLUMNS} for row in rows]
         out.out(json.dumps(shown, indent=2), highlight=False)
         return
     table = Table(title=f"{customer_id}: {settings.model.name}")
     for column in COLUMNS:
         table.add_column(column)
     for row in rows:
-        table.add_row(*[f"{row[c]:.4f}" if c == "score" else str(row[c]) for c in COLUMNS])
+        table.add_row(*[_cell(c, row.get(c)) for c in COLUMNS])
     out.print(table)
+
+
+def _cell(column: str, value: Any) -> str:
+    if column == "score":
+        return f"{value:.4f}"
+    if column == "reasons":  # "recency_days=41 (-0.82)", one per line, largest first
+        return "\n".join(_reason(r) for r in value or []) or "-"
+    return str(value)
+
+
+def _reason(reason: dict[str, Any]) -> str:
+    value = reason.get("value")
+    shown = "missing" if value is None else f"{value:g}"
+    return f"{reason['feature']}={shown} ({reason['contribution']:+.3f})"
 
 
 def _plain(value: Any) -> Any:

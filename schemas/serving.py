@@ -6,7 +6,9 @@ One document per customer, ``_id`` = customer id (unique by construction)::
       "_id": "00042",
       "models": {
         "purchase_30d": {"score": 0.31, "model_version": "3",
-                          "score_date": "1998-01-01", "scored_at": datetime}
+                          "score_date": "1998-01-01", "scored_at": datetime,
+                          "reasons": [{"feature": "recency_days", "contribution": -0.8,
+                                       "value": 41.0}, ...]}   # absent: none
       },
       "delta_version": 17,          # version of predictions.current it came from
       "synced_at": datetime
@@ -34,6 +36,15 @@ PRIORS_COLLECTION_SUFFIX = "_priors"
 SYNC_STATE_COLLECTION = "sync_state"
 
 
+class Reason(BaseModel):
+    """A feature that moved this score most: its contribution (SHAP value, in the model's
+    raw score: log-odds for a probability) and the customer's value of it (null: missing)."""
+
+    feature: str
+    contribution: float
+    value: float | str | None = None
+
+
 class ModelPrediction(BaseModel):
     model_name: str
     model_version: str | None
@@ -44,6 +55,9 @@ class ModelPrediction(BaseModel):
     scored_at: dt.datetime | None
     source: Literal["batch", "coldstart", "segment_prior", "prior", "default"]
     stale: bool = False
+    # Largest contribution first; null when the answer has none (a prior, or a batch score
+    # the scoring.reasons policy gave none).
+    reasons: list[Reason] | None = None
 
 
 class CustomerPredictions(BaseModel):

@@ -229,6 +229,13 @@ class ScoringSettings(_Section):
     # (skips Spark's row-by-row copy into Arrow: about half the scoring pass) where that
     # read is exact (jobs/scoring/files.py); elsewhere, or off: Spark's scan.
     pyarrow_feature_reads: bool = True
+    # Reasons for each score (jobs/scoring/reasons.py): the largest feature contributions
+    # (exact TreeSHAP, in the model's raw score) stored with it, synced and served.
+    # all: every row; top_share: the highest-scored reasons_share of each scoring batch;
+    # off: none. Every history row records the policy it was scored under.
+    reasons: Literal["all", "top_share", "off"] = "all"
+    reasons_share: float = Field(default=0.1, gt=0.0, le=1.0)
+    reasons_count: int = Field(default=3, ge=1, le=20)
     # Fail the coverage check when fewer than this share of featured customers got a score.
     min_coverage: float = Field(default=0.99, ge=0.0, le=1.0)
     # Fail the drift check when a PSI against the previous run exceeds these limits.

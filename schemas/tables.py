@@ -24,7 +24,21 @@ class TableSpec:
 
     @property
     def columns(self) -> list[str]:
-        return [part.strip().split(" ", 1)[0] for part in self.ddl.split(",")]
+        return [name for name, _ in self.fields]
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """``(name, type)`` of each column, in order (commas inside ``ARRAY<STRUCT<...>>``
+        types are not separators)."""
+        parts, depth, start = [], 0, 0
+        for i, char in enumerate(self.ddl):
+            depth += (char == "<") - (char == ">")
+            if char == "," and depth == 0:
+                parts.append(self.ddl[start:i])
+                start = i + 1
+        parts.append(self.ddl[start:])
+        pairs = [part.strip().split(" ", 1) for part in parts]
+        return [(name, kind.strip()) for name, kind in pairs]
 
     @property
     def properties(self) -> dict[str, str]:
@@ -80,12 +94,19 @@ CUSTOMER_FEATURES = TableSpec(
     stats_columns=("customer_id",),
 )
 
+# Reasons for a score (jobs/scoring/reasons.py): the largest feature contributions, largest
+# first (SHAP values in the model's raw score; value null when the feature was missing),
+# null when the policy gave none; the policy the row was scored under (all, top_share:<share>,
+# off; null for rows scored before reasons existed).
+REASONS_DDL = "ARRAY<STRUCT<feature: STRING, contribution: DOUBLE, value: DOUBLE>>"
+_REASONS = f"reasons {REASONS_DDL}, reasons_policy STRING"
+
 PREDICTIONS_HISTORY = TableSpec(
     name="predictions.history",
     ddl=(
         "customer_id STRING, model_name STRING, model_version STRING, model_role STRING, "
         "score DOUBLE, score_date DATE, scored_at TIMESTAMP, run_id STRING, "
-        "feature_table_version BIGINT"
+        f"feature_table_version BIGINT, {_REASONS}"
     ),
     partition_by=("score_date",),
     description="Append-only history: every score ever served or shadowed.",
@@ -96,7 +117,8 @@ PREDICTIONS_CURRENT = TableSpec(
     name="predictions.current",
     ddl=(
         "customer_id STRING, model_name STRING, model_version STRING, score DOUBLE, "
-        "score_date DATE, scored_at TIMESTAMP, run_id STRING, feature_table_version BIGINT"
+        f"score_date DATE, scored_at TIMESTAMP, run_id STRING, feature_table_version BIGINT, "
+        f"{_REASONS}"
     ),
     # Partitioned by model: a night replaces its model's files whole, so the change data
     # feed is derived from the files added and removed instead of written out row by row

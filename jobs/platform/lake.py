@@ -7,6 +7,7 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructType
 
 from schemas.settings import Settings
 from schemas.tables import TableSpec
@@ -98,6 +99,7 @@ def ensure_table(
     for key, value in properties.items():
         builder = builder.property(key, value)
     table = builder.execute()
+    _add_missing_columns(spark, spec, path=path, table=table, schema=schema)
     if properties:
         rows = spark.sql(f"SHOW TBLPROPERTIES delta.`{path}`").collect()
         have = {row["key"]: row["value"] for row in rows}
@@ -107,6 +109,20 @@ def ensure_table(
             assignments = ", ".join(f"'{key}' = '{value}'" for key, value in changed.items())
             spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({assignments})")
     return table
+
+
+def _add_missing_columns(
+    spark: SparkSession, spec: TableSpec, *, path: str, table: DeltaTable, schema: StructType
+) -> None:
+    """Columns the spec gained since the table was created, added (nullable, null in the
+    rows already written; one metadata commit, the first time only)."""
+    have = {field.name for field in table.toDF().schema.fields}
+    missing = [field for field in schema.fields if field.name not in have]
+    if not missing:
+        return
+    log.info("%s: adding columns %s", spec.name, [field.name for field in missing])
+    columns = ", ".join(f"`{field.name}` {field.dataType.simpleString()}" for field in missing)
+    spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
 def register_tables(spark: SparkSession, settings: Settings, specs: tuple[TableSpec, ...]) -> None:

@@ -44,6 +44,7 @@ from jobs.scoring.compiled_trees import compile_ahead
 from jobs.scoring.current import update_current
 from jobs.scoring.files import RowGroup, feature_row_groups
 from jobs.scoring.models import ModelToScore, check_features, feature_columns, resolve_models
+from jobs.scoring.reasons import ReasonsPolicy, TableExplainer, build_tables
 from jobs.scoring.transform import (
     PredictorTally,
     predictor_tally,
@@ -136,6 +137,11 @@ def score_history(
         for m in models:  # compiled once here, so that the tasks find it in the cache
             compile_ahead(m.booster.model_to_string(), cache_dir=cache_dir)
     seconds["compile"] = time.perf_counter() - started - sum(seconds.values())
+    policy = reasons_policy(settings)
+    tables = None
+    if policy.mode != "off":  # built once here, shipped to the tasks with the models
+        tables = [build_tables(m.booster.model_to_string()) for m in models]
+    seconds["reason_tables"] = time.perf_counter() - started - sum(seconds.values())
     tally = predictor_tally(spark)
     rows = prediction_rows(
         spark,
@@ -148,6 +154,8 @@ def score_history(
         row_groups=row_groups,
         batch_rows=settings.scoring.arrow_batch_rows,
         tally=tally,
+        reasons=policy,
+        tables=tables,
     )
     previous = spark.conf.get(_ARROW_BATCH)
     spark.conf.set(_ARROW_BATCH, str(settings.scoring.arrow_batch_rows))
@@ -312,6 +320,15 @@ def predictor_rows(tally: dict[str, int]) -> dict[str, dict[str, int]]:
     return out
 
 
+def reasons_policy(settings: Settings) -> ReasonsPolicy:
+    """Which scored rows get reasons, from ``scoring.reasons*``."""
+    return ReasonsPolicy(
+        mode=settings.scoring.reasons,
+        share=settings.scoring.reasons_share,
+        count=settings.scoring.reasons_count,
+    )
+
+
 def compiled_cache_dir(settings: Settings) -> str | None:
     """Where compiled models are kept, or None when scoring uses LightGBM itself."""
     if not settings.scoring.compiled_trees:
@@ -351,9 +368,13 @@ def prediction_rows(
     row_groups: list[RowGroup] | None = None,
     batch_rows: int = 10_000,
     tally: PredictorTally | None = None,
+    reasons: ReasonsPolicy | None = None,
+    tables: list[TableExplainer | None] | None = None,
 ) -> DataFrame:
     """History rows (every model's score for every customer) from the feature rows, read
-    from ``row_groups`` by pyarrow when given (the same rows as ``features``), else by Spark."""
+    from ``row_groups`` by pyarrow when given (the same rows as ``features``), else by Spark.
+    ``reasons``: which rows get reasons (None: ``off``), recorded on every row."""
+    policy = reasons or ReasonsPolicy(mode="off")
     scored_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     if row_groups is not None:
         scored = score_row_groups(
@@ -363,6 +384,8 @@ def prediction_rows(
             batch_rows=batch_rows,
             compiled_cache_dir=compiled_cache_dir,
             tally=tally,
+            reasons=policy,
+            tables=tables,
         )
     else:
         # One Python worker per task; give each the cores the other tasks leave idle.
@@ -376,6 +399,8 @@ def prediction_rows(
             num_threads=threads,
             compiled_cache_dir=compiled_cache_dir,
             tally=tally,
+            reasons=policy,
+            tables=tables,
         )
     return scored.select(
         "customer_id",
@@ -387,6 +412,8 @@ def prediction_rows(
         F.lit(scored_at).cast("timestamp").alias("scored_at"),
         F.lit(run_id).alias("run_id"),
         F.lit(feature_version).cast("bigint").alias("feature_table_version"),
+        "reasons",
+        F.lit(policy.label).alias("reasons_policy"),
     )
 
 

@@ -24,6 +24,16 @@ from pyspark.sql import functions as F
 from jobs.scoring.compiled_trees import Predictor, load_predictor
 from jobs.scoring.files import RowGroup
 from jobs.scoring.models import ModelToScore, feature_columns
+from jobs.scoring.reasons import (
+    REASONS_DDL,
+    REASONS_TYPE,
+    Explainer,
+    ReasonsPolicy,
+    TableExplainer,
+    load_explainer,
+    reasons_array,
+    top_reasons,
+)
 
 
 class _CountsParam(AccumulatorParam[dict[str, int]]):
@@ -59,16 +69,25 @@ def score_batches(
     num_threads: int = 1,
     compiled_cache_dir: str | None = None,
     tally: PredictorTally | None = None,
+    reasons: ReasonsPolicy | None = None,
+    tables: list[TableExplainer | None] | None = None,
 ) -> DataFrame:
-    """``customer_id, model_name, model_role, model_version, score``: one row per customer and
-    model; each model predicts on its own feature columns of the one matrix.
+    """``customer_id, model_name, model_role, model_version, score, reasons``: one row per
+    customer and model; each model predicts on its own feature columns of the one matrix.
+    ``reasons``: which rows get their top feature contributions (``jobs.scoring.reasons``;
+    None: none), from ``tables`` built in the driver (one per model, None: built in the task).
 
     ``compiled_cache_dir``: score with each model compiled to native code (cached there,
     ``jobs.scoring.compiled_trees``), checked against LightGBM on the first rows; None: LightGBM.
     """
     columns = feature_columns(models)
     predict = _scorer(
-        models, num_threads=num_threads, compiled_cache_dir=compiled_cache_dir, tally=tally
+        models,
+        num_threads=num_threads,
+        compiled_cache_dir=compiled_cache_dir,
+        tally=tally,
+        reasons=reasons,
+        tables=tables,
     )
     scored = features.select("customer_id", *columns).mapInArrow(
         predict,  # type: ignore[arg-type]
@@ -85,6 +104,8 @@ def score_row_groups(
     batch_rows: int,
     compiled_cache_dir: str | None = None,
     tally: PredictorTally | None = None,
+    reasons: ReasonsPolicy | None = None,
+    tables: list[TableExplainer | None] | None = None,
 ) -> DataFrame:
     """``score_batches`` reading the feature partition's Parquet row groups with pyarrow in
     the Python workers (``jobs.scoring.files``), not through Spark's scan: the same rows
@@ -98,6 +119,8 @@ def score_row_groups(
         num_threads=max(1, cores // tasks),
         compiled_cache_dir=compiled_cache_dir,
         tally=tally,
+        reasons=reasons,
+        tables=tables,
     )
 
     def read(units: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -120,7 +143,7 @@ def score_row_groups(
     return _named(scored, models=models)
 
 
-_SCORED = "customer_id STRING, model TINYINT, score DOUBLE"
+_SCORED = f"customer_id STRING, model TINYINT, score DOUBLE, reasons {REASONS_DDL}"
 
 
 def _scorer(
@@ -129,19 +152,26 @@ def _scorer(
     num_threads: int,
     compiled_cache_dir: str | None,
     tally: PredictorTally | None = None,
+    reasons: ReasonsPolicy | None = None,
+    tables: list[TableExplainer | None] | None = None,
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """Record batches holding ``customer_id`` and the feature columns in, one scored batch
-    per batch and model out (``customer_id, model, score``; ``model`` indexes ``models``)."""
+    per batch and model out (``customer_id, model, score, reasons``; ``model`` indexes
+    ``models``; ``reasons`` null where the policy gives none)."""
     columns = feature_columns(models)
     payload = [
         ([columns.index(n) for n in m.booster.feature_name()], m.booster.model_to_string())
         for m in models
     ]
+    names = [list(m.booster.feature_name()) for m in models]
     everything = list(range(len(columns)))
     labels = [f"{m.model_name}/{m.role}" for m in models]
+    explain = reasons is not None and reasons.mode != "off"
+    prebuilt = tables if tables is not None else [None] * len(models)
 
     def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         predictors: list[tuple[list[int], Predictor]] = []
+        explainers: list[Explainer] = []
         for batch in batches:
             n = batch.num_rows
             x = np.empty((n, len(columns)), dtype=np.float64)
@@ -153,18 +183,54 @@ def _scorer(
                     (idx, load_predictor(text, cache_dir=compiled_cache_dir, probe=x[:, idx]))
                     for idx, text in payload
                 ]
+                if explain:
+                    explainers = [
+                        load_explainer(text, probe=x[:, idx], tables=built, num_threads=1)
+                        for (idx, text), built in zip(payload, prebuilt, strict=True)
+                    ]
             ids = batch.column("customer_id")
             for k, (idx, predictor) in enumerate(predictors):
                 matrix = x if idx == everything else x[:, idx]
                 score = predictor.predict(matrix, num_threads=num_threads)
                 if tally is not None:
                     tally.add({f"{labels[k]}/{predictor.kind}": n})
+                if explain:
+                    assert reasons is not None
+                    why = _reasons(explainers[k], matrix, score, policy=reasons, names=names[k])
+                else:
+                    why = pa.nulls(n, REASONS_TYPE)
                 yield pa.RecordBatch.from_arrays(
-                    [ids, pa.array(np.full(n, k, dtype=np.int8)), pa.array(score)],
-                    names=["customer_id", "model", "score"],
+                    [ids, pa.array(np.full(n, k, dtype=np.int8)), pa.array(score), why],
+                    names=["customer_id", "model", "score", "reasons"],
                 )
 
     return predict
+
+
+def _reasons(
+    explainer: Explainer,
+    matrix: np.ndarray,
+    score: np.ndarray,
+    *,
+    policy: ReasonsPolicy,
+    names: list[str],
+) -> pa.Array:
+    """The policy's rows of this batch explained: their top contributions, the rest null."""
+    rows = policy.rows(score)
+    chosen = matrix if rows is None else matrix[rows]
+    if chosen.shape[0] == 0:
+        return pa.nulls(matrix.shape[0], REASONS_TYPE)
+    index, contribution, value = top_reasons(
+        explainer.contributions(chosen), chosen, count=policy.count
+    )
+    return reasons_array(
+        matrix.shape[0],
+        explained=rows,
+        index=index,
+        contribution=contribution,
+        value=value,
+        names=names,
+    )
 
 
 def _named(scored: DataFrame, *, models: list[ModelToScore]) -> DataFrame:
@@ -179,4 +245,5 @@ def _named(scored: DataFrame, *, models: list[ModelToScore]) -> DataFrame:
         F.element_at(roles, index).alias("model_role"),
         F.element_at(versions, index).alias("model_version"),
         "score",
+        "reasons",
     )

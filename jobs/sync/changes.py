@@ -119,7 +119,9 @@ def snapshot(spark: SparkSession, settings: Settings, *, version: int) -> pa.Tab
         from deltalake import DeltaTable
 
         rust = DeltaTable(table_path(settings, PREDICTIONS_CURRENT), version=version)
-        raw = rust.to_pyarrow_dataset().to_table(columns=list(SYNC_COLUMNS))
+        dataset = rust.to_pyarrow_dataset()
+        # A version written before the table had reasons reads without them.
+        raw = dataset.to_table(columns=[c for c in SYNC_COLUMNS if c in dataset.schema.names])
     except Exception as exc:  # unsupported reader feature, storage delta-rs cannot reach, ...
         log.info("delta-rs cannot read the snapshot (%s); reading with Spark", exc)
         return to_arrow(sync_rows(current_at(spark, settings, version)))
@@ -132,6 +134,11 @@ def snapshot(spark: SparkSession, settings: Settings, *, version: int) -> pa.Tab
                 "score": pc.cast(raw.column("score"), pa.float64()),
                 "score_date": pc.cast(raw.column("score_date"), pa.string()),
                 "scored_at": raw.column("scored_at"),
+                "reasons": (
+                    raw.column("reasons")
+                    if "reasons" in raw.column_names
+                    else pa.nulls(raw.num_rows)
+                ),
             }
         )
     )

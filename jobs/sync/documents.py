@@ -16,7 +16,15 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-SYNC_COLUMNS = ("customer_id", "model_name", "model_version", "score", "score_date", "scored_at")
+SYNC_COLUMNS = (
+    "customer_id",
+    "model_name",
+    "model_version",
+    "score",
+    "score_date",
+    "scored_at",
+    "reasons",
+)
 
 
 def sync_rows(frame: DataFrame) -> DataFrame:
@@ -28,6 +36,8 @@ def sync_rows(frame: DataFrame) -> DataFrame:
         F.col("score").cast("double").alias("score"),
         F.date_format("score_date", "yyyy-MM-dd").alias("score_date"),
         "scored_at",
+        # A version written before the table had reasons reads without them.
+        F.col("reasons") if "reasons" in frame.columns else F.lit(None).alias("reasons"),
     )
 
 
@@ -76,6 +86,9 @@ def iter_documents(
                 strict=True,
             )
         ]
+        for entry, why in zip(entries, reasons_of(part), strict=True):
+            if why is not None:  # no key at all for a row scored without reasons
+                entry["reasons"] = why
         if len(set(ids)) == len(ids) and (doc is None or doc["_id"] != ids[0]):
             # One model per customer in this slice: no grouping needed.
             if doc is not None:
@@ -110,6 +123,14 @@ def iter_documents(
         yield doc
 
 
+def reasons_of(table: pa.Table) -> list[list[dict[str, Any]] | None]:
+    """Each row's reasons as the document stores them (a list of ``feature, contribution,
+    value`` objects, largest first), None for a row without (or a table without the column)."""
+    if "reasons" not in table.column_names:
+        return [None] * table.num_rows
+    return table.column("reasons").to_pylist()  # type: ignore[no-any-return]
+
+
 def batched(docs: Iterator[dict[str, Any]], *, size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for doc in docs:
@@ -131,11 +152,14 @@ def expected_models(table: pa.Table, ids: list[str]) -> dict[str, dict[str, dict
     if pa.types.is_timestamp(scored.type):
         scored = pc.cast(scored, pa.timestamp("ms"), safe=False)
     scored_list = scored.to_pylist()
-    for i, row in enumerate(rows.drop_columns(["scored_at"]).to_pylist()):
+    reasons = reasons_of(rows)
+    plain = rows.drop_columns([c for c in ("scored_at", "reasons") if c in rows.column_names])
+    for i, row in enumerate(plain.to_pylist()):
         out[row["customer_id"]][row["model_name"]] = {
             "score": row["score"],
             "model_version": row["model_version"],
             "score_date": row["score_date"],
             "scored_at": scored_list[i],
+            "reasons": reasons[i],
         }
     return out

@@ -50,7 +50,8 @@ def rows(
     rng = random.Random(seed)
     scored_at = dt.datetime.combine(day, dt.time(2, 3, 4, 567891))
     return [
-        (c, model, version, rng.random(), day, scored_at, f"run-{seed}", seed) for c in customers
+        (c, model, version, rng.random(), day, scored_at, f"run-{seed}", seed, None, None)
+        for c in customers
     ]
 
 

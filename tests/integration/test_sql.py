@@ -33,6 +33,7 @@ from schemas.tables import (
     ALL_TABLES,
     PREDICTIONS_CURRENT,
     PREDICTIONS_HISTORY,
+    REASONS_DDL,
     SCORE_RUNS,
     TableSpec,
 )
@@ -49,12 +50,16 @@ _TYPES = {
     "BOOLEAN": pa.bool_(),
     "DATE": pa.date32(),
     "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    REASONS_DDL: pa.list_(
+        pa.struct(
+            [("feature", pa.string()), ("contribution", pa.float64()), ("value", pa.float64())]
+        )
+    ),
 }
 
 
 def arrow_schema(spec: TableSpec) -> pa.Schema:
-    fields = [part.strip().split(" ", 1) for part in spec.ddl.split(",")]
-    return pa.schema([(name, _TYPES[kind]) for name, kind in fields])
+    return pa.schema([(name, _TYPES[kind]) for name, kind in spec.fields])
 
 
 def one_row(spec: TableSpec, n: int) -> pa.Table:
@@ -67,6 +72,7 @@ def one_row(spec: TableSpec, n: int) -> pa.Table:
         pa.bool_(): True,
         pa.date32(): dt.date(1998, 1, 1) + dt.timedelta(days=n),
         pa.timestamp("us", tz="UTC"): dt.datetime(1998, 1, 1, tzinfo=dt.UTC),
+        _TYPES[REASONS_DDL]: [{"feature": f"f{n}", "contribution": n + 0.25, "value": None}],
     }
     schema = arrow_schema(spec)
     return pa.table({f.name: [values[f.type]] for f in schema}, schema=schema)
