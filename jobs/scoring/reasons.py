@@ -18,6 +18,7 @@ more than one output per iteration, a probe that disagrees with LightGBM), it le
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -169,13 +170,15 @@ def load_explainer(
     *,
     probe: np.ndarray,
     tables: TableExplainer | None = None,
+    build: bool = True,
     num_threads: int = 1,
 ) -> Explainer:
-    """``tables`` (built here when not given) when they agree with ``pred_contrib`` on
+    """``tables`` (built here when not given and ``build``; the driver passes ``build=False``
+    for a model it found the tables cannot hold) when they agree with ``pred_contrib`` on
     ``probe`` rows (the model's feature columns), else LightGBM's ``pred_contrib``."""
     booster = lgb.Booster(model_str=model_text)
     fallback = LightGBMExplainer(booster, num_threads=num_threads)
-    if tables is None:
+    if tables is None and build:
         tables = build_tables(model_text)
     if tables is None:
         return fallback
@@ -360,13 +363,15 @@ def _tree_table(
     by_feature: dict[int, list[_Split]] = {}
     for s in splits:
         by_feature.setdefault(s.feature, []).append(s)
-    for p in patterns:
-        for feature, on_it in by_feature.items():
-            value = _value_for(on_it, int(p))
+    for feature, on_it in by_feature.items():
+        mask = sum(1 << s.index for s in on_it)
+        values = _values_by_bits(on_it)
+        for p in patterns:
+            value = values.get(int(p) & mask)
             if value is None:
                 feasible[p] = False
-                break
-            rows[p, feature] = value
+            else:
+                rows[p, feature] = value
     if m:  # keep only the patterns the constructed rows really produce
         got = np.zeros(patterns.size, dtype=np.intp)
         columns = _Columns(rows)
@@ -391,30 +396,22 @@ def _tree_table(
     return _TreeTable(splits=splits, features=features, values=values), bias
 
 
-def _value_for(splits: list[_Split], pattern: int) -> float | None:
-    """A value of one feature (possibly NaN or zero, which the missing-value rules may send
-    the default way) that goes left at the splits whose bit is set in ``pattern`` and right
-    at the others, or None when no value does."""
-    low, high = -math.inf, math.inf  # low < x <= high, for values the thresholds decide
+def _values_by_bits(splits: list[_Split]) -> dict[int, float]:
+    """One value of a feature for each way its splits can send a row (the bits of the
+    splits that send it left -> the value): missing (NaN), zero, and a value inside each
+    interval between the thresholds, as LightGBM's numerical decision reads them."""
+    thresholds = sorted({s.threshold for s in splits})
+    low, high = thresholds[0], thresholds[-1]
+    candidates = [math.nan, 0.0, low - max(1.0, abs(low)), high + max(1.0, abs(high))]
+    for a, b in itertools.pairwise(thresholds):
+        candidates.append((a + b) / 2)
+    for x in thresholds:
+        candidates += [x, float(np.nextafter(x, math.inf))]
+    column = _Columns(np.array(candidates, dtype=np.float64)[:, None])
+    bits = np.zeros(len(candidates), dtype=np.intp)
     for s in splits:
-        if pattern >> s.index & 1:
-            high = min(high, s.threshold)
-        else:
-            low = max(low, s.threshold)
-    candidates = [math.nan, 0.0]
-    if low < high:
-        if math.isfinite(high):
-            candidates.append(high)
-        if math.isfinite(low):
-            candidates += [float(np.nextafter(low, math.inf)), low + max(1.0, abs(low))]
-            if math.isfinite(high):
-                candidates.append((low + high) / 2)
-        candidates += [1.0, -1.0]
-    for x in candidates:
-        column = _Columns(np.array([[x]]))
-        if all(
-            bool(_goes_left(column, replace(s, feature=0))[0]) == bool(pattern >> s.index & 1)
-            for s in splits
-        ):
-            return x
-    return None
+        bits += _goes_left(column, replace(s, feature=0)).astype(np.intp) << s.index
+    out: dict[int, float] = {}
+    for b, x in zip(bits.tolist(), candidates, strict=True):
+        out.setdefault(b, x)
+    return out

@@ -185,7 +185,13 @@ def _scorer(
                 ]
                 if explain:
                     explainers = [
-                        load_explainer(text, probe=x[:, idx], tables=built, num_threads=1)
+                        load_explainer(
+                            text,
+                            probe=x[:, idx],
+                            tables=built,
+                            build=tables is None,  # the driver's None: the tables cannot hold it
+                            num_threads=1,
+                        )
                         for (idx, text), built in zip(payload, prebuilt, strict=True)
                     ]
             ids = batch.column("customer_id")
