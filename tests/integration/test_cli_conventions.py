@@ -127,6 +127,37 @@ def test_history_json_and_a_missing_customer(stores: Settings) -> None:
     assert missing.stdout == ""
 
 
+def test_history_shows_each_scores_reasons(
+    stores: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reasons = [
+        {"feature": "recency_days", "contribution": -0.82, "value": 41.0},
+        {"feature": "monetary_365d", "contribution": 0.3, "value": None},
+    ]
+    write_history(
+        stores,
+        [
+            {
+                "customer_id": "C7",
+                "score_date": D2,
+                "model_version": "2",
+                "score": 0.5,
+                "reasons": reasons,
+                "reasons_policy": "all",
+            }
+        ],
+    )
+    result = CliRunner().invoke(app, ["history", "C7", "--json"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)
+    assert row["reasons"] == reasons
+    monkeypatch.setenv("COLUMNS", "200")
+    shown = CliRunner().invoke(app, ["history", "C7"])
+    assert shown.exit_code == 0, shown.output
+    assert "recency_days=41 (-0.820)" in shown.stdout
+    assert "monetary_365d=missing (+0.300)" in shown.stdout
+
+
 def test_status_json(stores: Settings) -> None:
     version = champion(stores, versions=2)
     result = CliRunner().invoke(app, ["status", "--json"])
