@@ -49,6 +49,7 @@ from jobs.sync.run import sync, synced_version
 from schemas.serving import SYNC_STATE_COLLECTION
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
+from tests.integration.test_model_rollback import register
 from tests.integration.test_sync import collection, customer_ids, isolated, rows, upsert_current
 from tests.integration.test_sync_conflicts import current_at, docs_by_customer, no_lease
 from tests.reliability.counting import business_keys, duplicated, lost_rows
@@ -293,14 +294,6 @@ def test_syncs_racing_without_the_lease_never_leave_the_watermark_lying(
 
 
 # -- 12 a sync racing a rollback ---------------------------------------------------------------
-
-
-def register(settings: Settings, name: str, versions: int, *, champion: int) -> None:
-    client = configure_mlflow(settings)
-    client.create_registered_model(name)
-    for _ in range(versions):
-        client.create_model_version(name, source=f"file:///nowhere/{name}", run_id=None)
-    client.set_registered_model_alias(name, CHAMPION, str(champion))
 
 
 def test_a_sync_racing_a_rollback_leaves_mongo_equal_to_the_restored_rows(
