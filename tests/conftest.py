@@ -62,6 +62,11 @@ def test_env(workdir: Path, mongo_uri: str) -> Iterator[dict[str, str]]:
         "LAKESCORE_SPARK__MASTER": "local[2]",
         "LAKESCORE_SPARK__SHUFFLE_PARTITIONS": "2",
         "LAKESCORE_SPARK__DRIVER_MEMORY": "2g",
+        # 8 weekly as-of dates instead of 20: the training set is built in Spark per date
+        # (CDNOW, 1997-11-01: 66 s -> 15 s to load, the champion 14 s -> 3.5 s to fit), and
+        # the first model still beats every baseline there (holdout AUC 0.7866 against
+        # recency/frequency 0.7832; 0.7879 with 20). Tests that need other dates set their own.
+        "LAKESCORE_MODEL__TRAINING_DATES": "8",
         "MONGO_URI": mongo_uri,
         "GX_ANALYTICS_ENABLED": "False",
         "MLFLOW_ENABLE_ASYNC_LOGGING": "false",
