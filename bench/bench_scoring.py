@@ -45,7 +45,7 @@ def bench_settings(root: Path, *, master: str) -> Settings:
     )
 
 
-def run(*, customers: int, trees: int, master: str) -> Report:
+def run(*, customers: int, trees: int, master: str, leaves: int) -> Report:
     from pyspark.sql import functions as F
 
     from jobs.platform.lake import read_table, table_path
@@ -55,11 +55,13 @@ def run(*, customers: int, trees: int, master: str) -> Report:
     from tests.integration.test_scoring_support import register_tiny_model, write_feature_partition
 
     report = Report(benchmark="scoring")
-    report.notes.update(customers=customers, trees=trees, master=master, cpus=os.cpu_count())
+    report.notes.update(
+        customers=customers, trees=trees, leaves=leaves, master=master, cpus=os.cpu_count()
+    )
     with tempfile.TemporaryDirectory(prefix="bench-scoring-") as tmp:
         settings = bench_settings(Path(tmp), master=master)
         spark = get_spark(settings)
-        booster = register_tiny_model(settings, trees=trees, train_rows=50_000)
+        booster = register_tiny_model(settings, trees=trees, train_rows=50_000, leaves=leaves)
         yesterday = DAY - dt.timedelta(days=1)
         write_feature_partition(spark, settings, as_of=yesterday, customers=customers, seed=1)
         write_feature_partition(spark, settings, as_of=DAY, customers=customers, seed=2)
@@ -163,10 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--master", default="local[2]")
+    # The trained models' shape by default (model.num_leaves); reasons by table lookups
+    # cover trees of up to 11 leaves, larger ones cost LightGBM's pred_contrib.
+    parser.add_argument("--leaves", type=int, default=Settings().model.num_leaves)
     # Known options only: ``python -m bench scoring`` passes the benchmark names along.
     args, _ = parser.parse_known_args(argv)
     lgb.register_logger(_Quiet())
-    report = run(customers=args.customers, trees=args.trees, master=args.master)
+    report = run(customers=args.customers, trees=args.trees, master=args.master, leaves=args.leaves)
     report.print_and_save()
     for key in (
         "predictors",

@@ -70,7 +70,12 @@ def write_feature_partition(
 
 
 def train_tiny_booster(
-    *, trees: int, train_rows: int, seed: int = 0, features: list[str] | None = None
+    *,
+    trees: int,
+    train_rows: int,
+    seed: int = 0,
+    features: list[str] | None = None,
+    leaves: int = 31,
 ) -> lgb.Booster:
     """A booster on every feature of the catalogue, or on ``features`` only (in that order)."""
     frame = synthetic_features(customers=train_rows, seed=seed + 100)
@@ -80,7 +85,7 @@ def train_tiny_booster(
     y = (np.random.default_rng(seed).random(train_rows) < 1 / (1 + np.exp(-logit))).astype(int)
     params = {
         "objective": "binary",
-        "num_leaves": 31,
+        "num_leaves": leaves,
         "learning_rate": 0.05,
         "min_data_in_leaf": 20,
         "num_threads": 2,
@@ -99,6 +104,7 @@ def register_tiny_model(
     seed: int = 0,
     drop_feature: str | None = None,
     features: list[str] | None = None,
+    leaves: int = 31,
 ) -> lgb.Booster:
     """Train, log and register a LightGBM model; point ``alias`` at the new version."""
     import mlflow
@@ -107,7 +113,9 @@ def register_tiny_model(
     from jobs.platform.registry import configure_mlflow
 
     client = configure_mlflow(settings)
-    booster = train_tiny_booster(trees=trees, train_rows=train_rows, seed=seed, features=features)
+    booster = train_tiny_booster(
+        trees=trees, train_rows=train_rows, seed=seed, features=features, leaves=leaves
+    )
     if drop_feature is not None:  # a model that expects a feature the table lacks
         booster = _renamed(booster, drop_feature)
     x = synthetic_features(customers=50, seed=seed).reindex(columns=booster.feature_name())

@@ -82,6 +82,21 @@ def test_trees_the_tables_cannot_hold_fall_back_to_lightgbm() -> None:
     assert load_explainer(_model("binary").model_to_string(), probe=rows).kind == "tables"
 
 
+def test_categorical_splits_fall_back_to_lightgbm() -> None:
+    rng = np.random.default_rng(5)
+    x = np.column_stack([rng.integers(0, 6, 3_000), rng.normal(size=3_000)]).astype(float)
+    y = ((x[:, 0] % 2 == 0) ^ (x[:, 1] > 0)).astype(float)
+    data = lgb.Dataset(x, y, categorical_feature=[0])
+    booster = lgb.train({"objective": "binary", "verbose": -1}, data, num_boost_round=20)
+    explainer = load_explainer(booster.model_to_string(), probe=x[:200])
+    assert isinstance(explainer, LightGBMExplainer)
+    np.testing.assert_allclose(
+        explainer.contributions(x[:200]).sum(axis=1),
+        booster.predict(x[:200], raw_score=True),
+        atol=1e-9,
+    )
+
+
 def test_top_reasons_are_the_largest_by_size_largest_first() -> None:
     phi = np.array(
         [
