@@ -6,7 +6,6 @@ way an operator would: through environment variables read by the settings model.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -63,12 +62,6 @@ def test_env(workdir: Path, mongo_uri: str) -> Iterator[dict[str, str]]:
         "LAKESCORE_SPARK__MASTER": "local[2]",
         "LAKESCORE_SPARK__SHUFFLE_PARTITIONS": "2",
         "LAKESCORE_SPARK__DRIVER_MEMORY": "2g",
-        # The tests' Spark jobs are many and small: a driver JVM that compiles with C1 only
-        # and collects with the serial GC spends less on warming up (tests/integration/
-        # test_score.py: 237 s -> 168 s of CPU, 262 s -> 214 s; the e2e night 301 s -> 256 s CPU).
-        "LAKESCORE_SPARK__EXTRA_CONF": json.dumps(
-            {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"}
-        ),
         # 8 weekly as-of dates instead of 20: the training set is built in Spark per date
         # (CDNOW, 1997-11-01: 66 s -> 15 s to load, the champion 14 s -> 3.5 s to fit), and
         # the first model still beats every baseline there (holdout AUC 0.7866 against
