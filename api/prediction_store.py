@@ -56,6 +56,9 @@ class MongoPredictionStore:
             connectTimeoutMS=cfg.server_selection_timeout_ms,
         )
         db = self._client[cfg.database]
+        self._db = db
+        # The collection the sync's pointer names (``watermark`` follows it); the
+        # configured name until the first poll, and for deployments synced before pointers.
         self._predictions = db[cfg.collection]
         self._priors = db[cfg.collection + PRIORS_COLLECTION_SUFFIX]
         self._sync_state = db[SYNC_STATE_COLLECTION]
@@ -72,8 +75,8 @@ class MongoPredictionStore:
 
         ``limit`` as well as ``batch_size``: when every id is found the first batch is
         full, and without a limit the server keeps the cursor open, so the driver sends a
-        ``getMore``, a second round trip that fails (CursorNotFound) when a full resync's
-        rename lands in between (scenario 4)."""
+        ``getMore``, a second round trip, which can fail (CursorNotFound) when the collection
+        is dropped in between (a replaced one, after its grace)."""
         ids = list(dict.fromkeys(_plain_id(c) for c in customer_ids))
         n = max(len(ids), 1)
         cursor = self._predictions.find({"_id": {"$in": ids}}, limit=n, batch_size=n)
@@ -87,11 +90,25 @@ class MongoPredictionStore:
             return [doc["_id"] async for doc in cursor]
 
     async def watermark(self) -> Any:
-        """The sync's watermark for this collection (changes after every sync), or None."""
+        """The sync's watermark for this collection (changes after every sync), or None.
+
+        It also follows the pointer: reads that start after it returned go to the
+        collection it names. A read already running finishes on the collection it
+        started on, which the sync keeps for ``mongo.drop_grace_s`` (longer than the
+        poll), so no answer mixes two collections."""
         state = await self._sync_state.find_one({"_id": self._collection_name})
         if state is None:
             return None
-        return (state.get("delta_version"), state.get("synced_at"), state.get("mode"))
+        active = state.get("active")
+        name = active if isinstance(active, str) and active else self._collection_name
+        if name != self._predictions.name:
+            self._predictions = self._db[name]
+        return (state.get("delta_version"), state.get("synced_at"), state.get("mode"), name)
+
+    @property
+    def serving(self) -> str:
+        """The collection reads go to now."""
+        return self._predictions.name
 
     async def newest_score_dates(self, models: Sequence[str]) -> dict[str, str]:
         """The newest ``score_date`` of each model in the collection (models without one are

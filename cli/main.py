@@ -156,9 +156,11 @@ def train(date: DateOpt) -> None:
 
 @app.command()
 def sync(
-    full: Annotated[bool, typer.Option(help="Rebuild the collection and swap it in.")] = False,
+    full: Annotated[
+        bool, typer.Option(help="Rebuild the collection and point readers at it.")
+    ] = False,
 ) -> None:
-    """Sync predictions.current into MongoDB (incremental or build-and-swap, chosen by what changed)."""
+    """Sync predictions.current into MongoDB (incremental or blue/green, chosen by what changed)."""
     from jobs.platform import ensure_local_mongo, get_spark
     from jobs.sync import SyncError
     from jobs.sync import sync as run_sync

@@ -80,22 +80,21 @@ class MongoSettings(_Section):
     local_storage_path: str = "data/mongo"
     server_selection_timeout_ms: int = Field(default=2000, ge=1)
     socket_timeout_ms: int = Field(default=5000, ge=1)
-    # The full resync's swap (one renameCollection over the live collection) may take
-    # longer than any read: servers that copy on rename take time in proportion to the
-    # collection, and a retry only queues behind the rename still running. It gets its
-    # own deadline instead of the socket timeout (client-side operation timeout): the
-    # larger of swap_timeout_ms (the floor) and swap_ms_per_document per document built
-    # (the local server renamed 758,134 documents in 49.6 s, 0.065 ms each: the default
-    # gives about twice that).
-    swap_timeout_ms: int = Field(default=60_000, ge=1)
-    swap_ms_per_document: float = Field(default=0.15, ge=0.0)
+    # Blue/green by pointer: a full resync writes a new ``<collection>__v<version>_<run>``
+    # collection and, once verified, points the watermark document at it (one write, the
+    # commit). Collections it replaced are kept for an instant switch back: the newest
+    # keep_collections of them; older ones are dropped by a later sync, and only once
+    # drop_grace_s has passed since they stopped being served (longer than the API's
+    # watermark poll, so no reader still holds one).
+    keep_collections: int = Field(default=1, ge=0)
+    drop_grace_s: float = Field(default=300.0, gt=0.0)
     write_concern_w: int | str = 1
     # Journaled writes (None: the server's default); wtimeout for w > 1 (0: none).
     write_concern_j: bool | None = None
     write_concern_timeout_ms: int = Field(default=0, ge=0)
     batch_size: int = Field(default=5000, ge=1)
     # Sync: incremental when at most this fraction of customers changed since the
-    # synced version, else build and swap (set by measurement: bench/bench_sync.py).
+    # synced version, else blue/green (set by measurement: bench/bench_sync.py).
     incremental_max_fraction: float = Field(default=0.3, ge=0.0, le=1.0)
     verify_sample_size: int = Field(default=200, ge=0)
     # Bounded retries of transient errors (network, failover) per batch.
@@ -460,6 +459,16 @@ class Settings(BaseSettings):
         if yaml_file is not None:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _grace_outlasts_the_poll(self) -> Settings:
+        if self.mongo.drop_grace_s <= self.api.watermark_poll_s:
+            raise ValueError(
+                f"mongo.drop_grace_s ({self.mongo.drop_grace_s:g} s) must be longer than "
+                f"api.watermark_poll_s ({self.api.watermark_poll_s:g} s): an API still reading "
+                "a replaced collection would find it dropped"
+            )
+        return self
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

@@ -15,7 +15,7 @@ The runbook's steps as one function, each verifiable:
 2. the model's ``champion`` alias moves back to ``good_version``. After the restore,
    so that a rollback interrupted in between can simply be run again (the alias still
    names the bad version, and the restored rows are already clean);
-3. the serving store is rebuilt from the table (build, verify, swap).
+3. the serving store is rebuilt from the table (build, verify, point readers at it).
 """
 
 from __future__ import annotations

@@ -15,10 +15,11 @@ Three parts, each counted in ``RetentionResult``:
    ``night`` lease: no night writes a table, and no rollback reads an old version,
    while files are deleted.
 2. **Serving collections** left behind by full syncs: ``<collection>__*`` in the
-   serving database (a ``<collection>__build`` whose run failed before its swap). Never
-   a served collection (``mongo.collection`` and every collection with a watermark
-   document in ``sync_state``, such as a second deployment reading another name) nor its
-   priors.
+   serving database (a ``<collection>__v<version>_<run>`` whose run died before its
+   commit). Never a served collection (``mongo.collection``, every collection with a
+   watermark document in ``sync_state``, such as a second deployment reading another
+   name, the collection each watermark points at and those it keeps as replaced) nor
+   its priors.
    Runs under the ``sync`` lease (taken at once or not at all): while a sync runs its
    build collection is in use, and the step is skipped, saying so.
 3. **MLflow runs** of the configured experiment that no registered model version comes
@@ -239,10 +240,15 @@ def served_collections(db: Database[dict[str, Any]], settings: Settings) -> set[
     with a watermark document in ``sync_state`` (one a sync committed, even if a failed
     run cleared its version since), with their priors."""
     served = {settings.mongo.collection}
-    for state in db[SYNC_STATE_COLLECTION].find({}, {"_id": 1}):
+    for state in db[SYNC_STATE_COLLECTION].find({}, {"_id": 1, "active": 1, "retired": 1}):
         name = str(state["_id"])
         if ":" not in name:  # not a run marker (``<collection>:run``)
             served.add(name)
+            if isinstance(state.get("active"), str):
+                served.add(state["active"])
+            for entry in state.get("retired") or []:
+                if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                    served.add(entry["name"])
     return served | {name + PRIORS_COLLECTION_SUFFIX for name in served}
 
 

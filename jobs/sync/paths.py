@@ -1,4 +1,13 @@
-"""The two sync paths: build-and-swap, and incremental upserts/deletes from the change feed.
+"""The two sync paths: blue/green by pointer, and incremental upserts/deletes from the change feed.
+
+Full: the documents go into a new collection of their own (``<collection>__v<version>_<run>``),
+are verified there, and the commit moves the watermark and the pointer to it in one
+write (``jobs/sync/state.py``): readers switch at that write, never see a half-built
+collection, and no collection is renamed (``renameCollection`` copies every document on
+some servers and is refused for sharded collections). The collection it replaced is
+kept (``mongo.keep_collections``) and older ones are dropped after ``mongo.drop_grace_s``
+(``drop_replaced``), as are builds of runs that died before their commit. Incremental:
+replace-upserts and deletes into the collection the pointer names.
 
 Both mark the run as started in ``sync_state`` before the first write, verify after
 the last one, and leave advancing the watermark (``commit``) as the very last step.
@@ -7,7 +16,7 @@ change feed is read) and draw the documents, the expected count, the verificatio
 sample and the priors from it.
 
 One writer at a time: right before the first write into the live collection (the
-incremental upserts, the full path's swap) a run checks that it still holds the
+incremental upserts, the full path's commit) a run checks that it still holds the
 ``sync`` lease and that the watermark is still the version it read when it started;
 otherwise it stops with ``SyncConflictError`` and has changed nothing the API reads.
 The watermark then moves by compare-and-set from that version; a run that loses it
@@ -17,6 +26,7 @@ after writing clears the watermark, so the next sync rebuilds in full.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import random
 import time
@@ -27,20 +37,22 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pymongo
 from pymongo.database import Database
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import PyMongoError
 
-from jobs.platform import Lease, LeaseLostError, retrying, with_retries, write_concern
+from jobs.platform import Lease, LeaseLostError, retrying, with_retries
 from jobs.sync.changes import distinct_customers, priors, rows_of
 from jobs.sync.documents import batched, expected_models, iter_documents
 from jobs.sync.state import (
+    Retired,
     SyncConflictError,
     SyncState,
     check_unchanged,
     commit,
+    forget_retired,
     invalidate,
     mark_started,
+    read_state,
     utcnow,
 )
 from jobs.sync.verify import Verification, compare_sample, count
@@ -49,8 +61,18 @@ from schemas.serving import PRIORS_COLLECTION_SUFFIX
 from schemas.settings import Settings
 
 log = logging.getLogger(__name__)
-BUILD_SUFFIX = "__build"
-NAMESPACE_NOT_FOUND = 26
+BUILD_INFIX = "__v"  # <collection>__v<delta version>_<run id>: a full sync's collection
+
+
+def build_name(collection: str, *, version: int, run_id: str) -> str:
+    return f"{collection}{BUILD_INFIX}{version}_{run_id}"
+
+
+def is_build_of(collection: str, name: str) -> bool:
+    """``name`` is a collection some full sync of ``collection`` wrote."""
+    prefix = collection + BUILD_INFIX
+    version, sep, run = name[len(prefix) :].partition("_")
+    return name.startswith(prefix) and version.isdigit() and bool(sep) and run.isalnum()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +83,8 @@ class Claim:
     expected_version: int | None  # the watermark read when the run started
     lease: Lease | None  # the ``sync`` lease (None: the caller holds none)
     rewind: bool = False  # the table was recreated: its versions started again
+    served: str | None = None  # the collection the pointer named when the run started
+    retired: tuple[Retired, ...] = ()  # what the pointer listed as replaced then
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,13 +145,12 @@ def run_full(
     table = rows.result()
     clock.lap("read_delta")
     tally = WriteTally()
-    build = db[name + BUILD_SUFFIX]
-    with_retries(settings, build.drop)
+    build = db[build_name(name, version=version, run_id=claim.run_id)]
     docs = iter_documents(table, delta_version=version, synced_at=utcnow())
     batches = batched(docs, size=settings.mongo.batch_size)
     insert_batches(build, batches, settings=settings, tally=tally)
     if not tally.inserted:
-        db.create_collection(build.name)  # an empty current: swap in an empty collection
+        with_retries(settings, _create_empty, db, build.name)  # nobody left: serve an empty one
     clock.lap("write")
     expected = distinct_customers(table)
     ids = _sample_ids(table, k=settings.mongo.verify_sample_size, seed=version)
@@ -139,13 +162,14 @@ def run_full(
         sampled=len(ids),
         mismatches=with_retries(settings, compare_sample, build, expected_models(table, ids)),
     )
-    verification.raise_for_failure()  # the live collection is untouched
+    verification.raise_for_failure()  # the pointer still names the served collection
     clock.lap("verify")
     with_retries(settings, _still_ours, db, name, claim, version)
+    served = claim.served or name
+    replaced = served != build.name and served in with_retries(settings, db.list_collection_names)
+    retired = ((Retired(name=served, at=utcnow()),) if replaced else ()) + claim.retired
     with _writing_live(db, settings, name=name, claim=claim, mode="full", version=version):
-        _swap(db, source=build.name, target=name, settings=settings, documents=tally.inserted)
-        clock.lap("swap")
-        return _finish(
+        outcome = _finish(
             db,
             settings,
             claim=claim,
@@ -157,7 +181,51 @@ def run_full(
             tally=tally,
             verification=verification,
             clock=clock,
+            pointer=(build.name, retired),
         )
+    if claim.lease is not None:  # alone: builds of dead runs are nobody's
+        drop_replaced(db, settings, collection=name)
+        clock.lap("drop_replaced")  # outcome.phases is the clock's
+    return outcome
+
+
+def _create_empty(db: Database[dict[str, Any]], name: str) -> None:
+    if name not in db.list_collection_names():
+        db.create_collection(name)
+
+
+def drop_replaced(
+    db: Database[dict[str, Any]], settings: Settings, *, collection: str
+) -> list[str]:
+    """Drop what readers can no longer be served from: replaced collections beyond the
+    newest ``mongo.keep_collections``, once ``mongo.drop_grace_s`` has passed since they
+    were replaced, and builds of runs that died before their commit (never served). Call
+    only while holding the ``sync`` lease (a running sync's build is not a dead run's).
+    Failures are logged, not raised: the sync itself has landed, the next one retries.
+    """
+    cfg = settings.mongo
+    try:
+        state = with_retries(settings, read_state, db, collection=collection)
+        served = state.served(collection)
+        listed = {r.name for r in state.retired}
+        cutoff = utcnow() - dt.timedelta(seconds=cfg.drop_grace_s)
+        expired = [
+            r.name
+            for r in state.retired[cfg.keep_collections :]
+            if r.at <= cutoff and r.name != served
+        ]
+        names = with_retries(settings, db.list_collection_names)
+        dead = [n for n in names if is_build_of(collection, n) and n != served and n not in listed]
+        for name in [*expired, *dead]:
+            log.info(
+                "dropping %s.%s (%s)", db.name, name, "replaced" if name in listed else "dead run"
+            )
+            with_retries(settings, db.drop_collection, name)
+        with_retries(settings, forget_retired, db, collection=collection, names=expired)
+    except PyMongoError as exc:
+        log.warning("replaced collections of %s not dropped: %s", collection, exc)
+        return []
+    return [*expired, *dead]
 
 
 def run_incremental(
@@ -170,8 +238,10 @@ def run_incremental(
     changed: list[str],
     rows: Future[pa.Table],
 ) -> Outcome:
-    """Replace-upsert the whole documents of ``changed`` customers, delete those gone from Delta."""
+    """Replace-upsert the whole documents of ``changed`` customers, delete those gone from
+    Delta, in the collection the pointer names."""
     name = settings.mongo.collection
+    live = db[claim.served or name]
     clock = _Clock()
     with_retries(
         settings,
@@ -193,7 +263,7 @@ def run_incremental(
     with _writing_live(db, settings, name=name, claim=claim, mode="incremental", version=version):
         if changed:
             docs = iter_documents(changed_rows, delta_version=version, synced_at=utcnow())
-            upsert_and_delete(db[name], docs, deleted, settings=settings, tally=tally)
+            upsert_and_delete(live, docs, deleted, settings=settings, tally=tally)
         clock.lap("write")
         expected = distinct_customers(table)
         trusted = (
@@ -203,22 +273,22 @@ def run_incremental(
             assert state.documents is not None
             documents, method = state.documents + tally.upserted - tally.deleted, "tally"
         else:
-            documents = with_retries(settings, count, db[name], expected=expected)
+            documents = with_retries(settings, count, live, expected=expected)
             method = "counted"
         half = settings.mongo.verify_sample_size // 2
         wanted = _changed_sample(changed_rows, deleted, k=half, seed=version)
         wanted.update(expected_models(table, _sample_ids(table, k=half, seed=version + 1)))
         verification = Verification(
-            collection=f"{db.name}.{name}",
+            collection=f"{db.name}.{live.name}",
             expected_documents=expected,
             documents=documents,
             count_method=method,
             sampled=len(wanted),
-            mismatches=with_retries(settings, compare_sample, db[name], wanted),
+            mismatches=with_retries(settings, compare_sample, live, wanted),
         )
         verification.raise_for_failure()
         clock.lap("verify")
-        return _finish(
+        outcome = _finish(
             db,
             settings,
             claim=claim,
@@ -231,6 +301,10 @@ def run_incremental(
             verification=verification,
             clock=clock,
         )
+    if claim.lease is not None:  # what a full sync replaced outlives its grace here too
+        drop_replaced(db, settings, collection=name)
+        clock.lap("drop_replaced")
+    return outcome
 
 
 @contextlib.contextmanager
@@ -270,7 +344,7 @@ def _writing_live(
             raise exc from None
         if cleared and isinstance(exc, Exception):
             # Whatever failed (the compare-and-set, the verification finding the other
-            # run's documents, a cursor lost to its swap), the cause is the other run:
+            # run's documents, a cursor lost to its drop), the cause is the other run:
             # one error type for it, naming both, so the caller can tell a race lost
             # cleanly from a broken store.
             log.error("sync %s: watermark cleared: %s", claim.run_id, reason)
@@ -296,8 +370,10 @@ def _finish(
     tally: WriteTally,
     verification: Verification,
     clock: _Clock,
+    pointer: tuple[str, tuple[Retired, ...]] | None = None,
 ) -> Outcome:
-    """Both paths end alike: priors, then the watermark, only after every write succeeded."""
+    """Both paths end alike: priors, then the watermark (with ``pointer``, the full path's
+    new collection and the replaced ones: the same write), only after every write succeeded."""
     _write_priors(db, settings, priors(table), version=version)
     with_retries(
         settings,
@@ -310,6 +386,8 @@ def _finish(
         expected_version=claim.expected_version,
         run_id=claim.run_id,
         rewind=claim.rewind,
+        active=None if pointer is None else pointer[0],
+        retired=None if pointer is None else pointer[1],
     )
     clock.lap("priors_and_watermark")
     return Outcome(tally=tally, verification=verification, phases=clock.phases)
@@ -344,53 +422,6 @@ def _changed_sample(
     )
     wanted.update({customer: {} for customer in gone})
     return wanted
-
-
-def swap_deadline_s(settings: Settings, *, documents: int) -> float:
-    """The swap's deadline in seconds: ``mongo.swap_ms_per_document`` for each document of
-    the build collection, never less than ``mongo.swap_timeout_ms`` (servers that copy on
-    rename take time in proportion to the collection: 49.6 s for 758,134 documents on the
-    local server)."""
-    cfg = settings.mongo
-    return max(cfg.swap_timeout_ms, max(documents, 0) * cfg.swap_ms_per_document) / 1000
-
-
-def _swap(
-    db: Database[dict[str, Any]],
-    *,
-    source: str,
-    target: str,
-    settings: Settings,
-    documents: int = 0,
-) -> None:
-    """Rename the verified build collection over the live one, atomically for readers,
-    waiting up to ``swap_deadline_s`` for it (not the shorter socket timeout)."""
-    deadline_s = swap_deadline_s(settings, documents=documents)
-    attempts = 0
-    try:
-        for attempt in retrying(settings):
-            with attempt:
-                attempts += 1
-                try:
-                    with pymongo.timeout(deadline_s):
-                        db.client.admin.command(
-                            "renameCollection",
-                            f"{db.name}.{source}",
-                            to=f"{db.name}.{target}",
-                            dropTarget=True,
-                            writeConcern=write_concern(settings).document,
-                        )
-                except OperationFailure as exc:
-                    # A retried rename whose first attempt went through finds no source.
-                    if attempts > 1 and exc.code == NAMESPACE_NOT_FOUND:
-                        return
-                    raise
-    except PyMongoError as exc:
-        raise BatchWriteError(
-            f"swapping {db.name}.{source} in as {db.name}.{target} failed after "
-            f"{attempts} attempt(s) of up to {deadline_s:g} s ({documents} documents): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
 
 
 def _write_priors(

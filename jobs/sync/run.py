@@ -1,4 +1,4 @@
-"""Sync ``predictions.current`` into the serving store (MongoDB): incremental or build-and-swap.
+"""Sync ``predictions.current`` into the serving store (MongoDB): incremental or blue/green.
 
 The path is chosen by what changed since the synced Delta version (the watermark in
 ``sync_state``), read through the table's change data feed:
@@ -7,10 +7,12 @@ The path is chosen by what changed since the synced Delta version (the watermark
   changed: the changed customers' whole documents are replace-upserted by ``_id``
   (every model of the customer, rebuilt from Delta) and customers gone from
   current are deleted by ``_id``, in unordered batches;
-- build and swap, when most changed, on the first load, when the feed cannot be
-  read from the watermark (vacuumed, disabled, table recreated) and on demand
-  (``mode="full"``): a fresh collection is written, verified, then renamed over the
-  live one (``dropTarget``), so readers never see a half-built collection.
+- blue/green, when most changed, on the first load, when the feed cannot be read
+  from the watermark (vacuumed, disabled, table recreated), when the deployment still
+  serves from the single collection of before pointers (it migrates on its first
+  run), and on demand (``mode="full"``): a new collection is written and verified,
+  then the watermark document points readers at it in one write, so readers never
+  see a half-built collection (``jobs/sync/paths.py``).
 
 After the writes, the result is verified (document count = distinct customers,
 a sample equal to Delta field by field); only then the watermark advances.
@@ -144,6 +146,8 @@ def sync(
                 expected_version=state.delta_version,
                 lease=lease,
                 rewind=state.delta_version is not None and state.delta_version > version,
+                served=state.active,
+                retired=state.retired,
             )
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sync-snapshot") as pool:
                 # Delta's snapshot is read while the change feed is: both are native code.
@@ -188,7 +192,7 @@ def sync(
 
 
 def sync_full(spark: SparkSession, settings: Settings, **options: Any) -> SyncResult:
-    """Build a new collection from the current Delta state and swap it in atomically."""
+    """Build a new collection from the current Delta state and point readers at it (one write)."""
     return sync(spark, settings, mode="full", **options)
 
 
@@ -203,6 +207,8 @@ def _choose(
         if mode == "incremental":
             raise SyncError("incremental sync requested but nothing was synced yet (no watermark)")
         return "full", "first load: no watermark", None
+    if state.active is None and mode != "incremental":
+        return "full", "migrating to blue/green: the watermark names no collection yet", None
     if since > version:
         reason = f"watermark {since} is ahead of {PREDICTIONS_CURRENT.name} version {version}"
         if mode == "incremental":

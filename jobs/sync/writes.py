@@ -131,7 +131,7 @@ def insert_batches(
                 errors = (exc.details or {}).get("writeErrors", [])
                 # Nobody else writes the build collection: a duplicate is a document an earlier
                 # attempt (ours, or the driver's own retry) already wrote. The count and the
-                # sample are verified before the swap anyway.
+                # sample are verified before the commit anyway.
                 if any(e.get("code") != DUPLICATE_KEY for e in errors):
                     raise
                 log.warning("batch %s: %s documents were already written", index, len(errors))

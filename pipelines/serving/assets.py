@@ -1,4 +1,4 @@
-"""The serving store: predictions.current synced into MongoDB (incremental or build-and-swap)."""
+"""The serving store: predictions.current synced into MongoDB (incremental or blue/green)."""
 
 from typing import Literal
 
@@ -19,7 +19,7 @@ from pipelines.resources import LakescoreResource
 
 
 class SyncConfig(Config):  # type: ignore[misc]
-    """``auto`` picks incremental or build-and-swap from the change feed; ``full`` forces a rebuild."""
+    """``auto`` picks incremental or blue/green from the change feed; ``full`` forces a rebuild."""
 
     mode: Literal["auto", "full", "incremental"] = "auto"
 
@@ -55,7 +55,7 @@ def build_serving_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDe
             group_name="serving",
             description=(
                 "One document per customer in MongoDB: few changes are upserted/deleted in place, "
-                "most changes are built aside, verified and swapped in atomically. A failed "
+                "most changes are built aside, verified and pointed to in one write. A failed "
                 "verification fails the asset and leaves the watermark where it was."
             ),
         )(mongo_predictions)

@@ -49,6 +49,7 @@ import pytest
 from deltalake import DeltaTable as RustDeltaTable
 from pymongo import MongoClient
 
+from jobs.sync.state import served_collection
 from tests.conftest import free_port
 from tests.e2e.conftest import SCORE_DATE
 
@@ -307,7 +308,7 @@ def mongo_score_dates(dep: Deployment) -> dict[str, int]:
     settings = dep.settings
     client: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
     try:
-        coll = client[settings.mongo.database][settings.mongo.collection]
+        coll = served_collection(client, settings)
         field = f"$models.{settings.model.name}.score_date"
         return {
             str(row["_id"]): row["n"]

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from jobs.platform.lake import read_table, table_path
+from jobs.sync.state import served_collection
 from schemas.settings import Settings, get_settings
 from schemas.tables import CUSTOMER_FEATURES, PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 from tests.e2e.conftest import SCORE_DATE, NightRun
@@ -65,7 +66,7 @@ def test_mongo_holds_exactly_current(spark: Any, settings: Settings, night: Any)
     n_current = read_table(spark, settings, PREDICTIONS_CURRENT).count()
     client: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
     try:
-        coll = client[settings.mongo.database][settings.mongo.collection]
+        coll = served_collection(client, settings)
         assert coll.count_documents({}) == n_current
     finally:
         client.close()
@@ -148,7 +149,7 @@ def test_the_night_report_shows_the_sync_that_mongo_holds(settings: Settings, ni
     section = page.split("<h2>Sync</h2>", 1)[1]
     client: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
     try:
-        documents = client[settings.mongo.database][settings.mongo.collection].count_documents({})
+        documents = served_collection(client, settings).count_documents({})
     finally:
         client.close()
     assert f"<td>documents in the collection</td><td>{documents}</td>" in section

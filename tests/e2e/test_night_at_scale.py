@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 
 from bench.nights import TreeMemory, cli, dagster_run, run_env, settings_for
+from jobs.sync.state import served_collection
 from tests.conftest import free_port
 
 CUSTOMERS = int(os.environ.get("LAKESCORE_SCALE_CUSTOMERS", "1000000"))
@@ -253,7 +254,7 @@ def test_every_featured_customer_has_one_current_row_per_champion_and_one_docume
     ]
     client: Any = MongoClient(settings.mongo.effective_uri, serverSelectionTimeoutMS=5000)
     try:
-        coll = client[settings.mongo.database][settings.mongo.collection]
+        coll = served_collection(client, settings)
         n_documents = coll.count_documents({})
         figures["mongo_documents"] = n_documents
         assert n_documents == n_featured

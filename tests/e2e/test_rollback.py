@@ -19,6 +19,7 @@ from jobs.platform.lake import read_table, table_version
 from jobs.platform.registry import CHAMPION, configure_mlflow, version_by_alias
 from jobs.scoring.run import score_date
 from jobs.sync.run import sync_full
+from jobs.sync.state import served_collection
 from schemas.features import FEATURE_NAMES
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT
@@ -88,7 +89,7 @@ def test_rollback_returns_to_the_previous_state(
     assert table_version(spark, settings, PREDICTIONS_CURRENT) > version_before  # a restore commit
     mongo: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
     try:
-        coll = mongo[settings.mongo.database][settings.mongo.collection]
+        coll = served_collection(mongo, settings)
         assert coll.count_documents({}) == len(before)
         name = settings.model.name
         assert coll.count_documents({f"models.{name}.model_version": bad_version}) == 0

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 from jobs.platform.lake import ensure_table, read_table, table_path
 from jobs.scoring.run import score_date
 from jobs.sync.run import sync
+from jobs.sync.state import served_collection
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
 from tests.integration.test_score import isolated
@@ -131,7 +132,7 @@ def test_the_sync_carries_the_reasons_of_current_into_the_documents(
     }
     client: MongoClient[dict[str, Any]] = MongoClient(lake.mongo.effective_uri)
     try:
-        docs = client[lake.mongo.database][lake.mongo.collection].find({})
+        docs = served_collection(client, lake).find({})
         got = {d["_id"]: d["models"]["purchase_30d"].get("reasons") for d in docs}
     finally:
         client.close()

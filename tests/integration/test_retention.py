@@ -37,7 +37,7 @@ from jobs.platform.retention import (
     prune_runs,
 )
 from jobs.sync import sync
-from jobs.sync.paths import BUILD_SUFFIX
+from jobs.sync.paths import build_name
 from schemas.models import ModelDefinition
 from schemas.serving import PRIORS_COLLECTION_SUFFIX
 from schemas.settings import Settings
@@ -177,26 +177,32 @@ def test_leftover_collections_are_dropped_and_served_ones_kept(
     blue = env.model_copy(update={"mongo": env.mongo.model_copy(update={"collection": blue_name})})
     sync(spark, blue)
     db = collection(env).database
-    # Builds of full syncs that failed before their swap.
-    for name in (live + BUILD_SUFFIX, blue_name + BUILD_SUFFIX):
+    # Builds of full syncs that died before their commit.
+    dead = (
+        build_name(live, version=99, run_id="dead01"),
+        build_name(blue_name, version=99, run_id="dead02"),
+    )
+    for name in dead:
         db[name].insert_many([{"_id": f"x{i}"} for i in range(3)])
+    served = collection(env).name, collection(blue).name  # where the pointers point
     documents = {
         name: db[name].count_documents({})
-        for name in (live, live + PRIORS_COLLECTION_SUFFIX, blue_name)
+        for name in (*served, live + PRIORS_COLLECTION_SUFFIX, blue_name + PRIORS_COLLECTION_SUFFIX)
     }
+    assert all(documents.values())
 
     # A sync is running (it holds the lease): its build stays.
     with hold_lease(db, name=SYNC_LEASE, holder="a running sync"):
         held = prune_collections(env, holder="test")
     assert held.dropped == () and held.skipped and "a running sync" in held.skipped
-    assert live + BUILD_SUFFIX in db.list_collection_names()
+    assert dead[0] in db.list_collection_names()
 
     pruned = prune_collections(env, holder="test")
 
     names = set(db.list_collection_names())
-    assert set(pruned.dropped) == {live + BUILD_SUFFIX, blue_name + BUILD_SUFFIX}
+    assert set(pruned.dropped) == set(dead)
     assert not names & set(pruned.dropped)
-    assert set(pruned.kept) == {blue_name, blue_name + PRIORS_COLLECTION_SUFFIX}
+    assert set(pruned.kept) == {*served, blue_name + PRIORS_COLLECTION_SUFFIX}
     for name, count in documents.items():
         assert db[name].count_documents({}) == count, name
     assert_mongo_equals_delta(spark, env)

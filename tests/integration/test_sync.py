@@ -24,6 +24,7 @@ from jobs.platform.lake import ensure_table, read_table, table_exists, table_pat
 from jobs.sync import changes as sync_changes
 from jobs.sync.changes import _changed_ids_rust, _changed_ids_spark
 from jobs.sync.run import sync, synced_version
+from jobs.sync.state import active_collection
 from jobs.sync.verify import SyncVerificationError
 from schemas.serving import PRIORS_COLLECTION_SUFFIX, SYNC_STATE_COLLECTION
 from schemas.settings import LakeSettings, Settings
@@ -88,8 +89,12 @@ def isolated(settings: Settings, root: Path, **mongo: Any) -> Settings:
 
 
 def collection(settings: Settings, suffix: str = "") -> Any:
+    """The served collection (the one the sync's pointer names), or ``<collection><suffix>``."""
     client: MongoClient[dict[str, Any]] = MongoClient(settings.mongo.effective_uri)
-    return client[settings.mongo.database][settings.mongo.collection + suffix]
+    db = client[settings.mongo.database]
+    if suffix:
+        return db[settings.mongo.collection + suffix]
+    return db[active_collection(db, collection=settings.mongo.collection)]
 
 
 def assert_mongo_equals_delta(spark: SparkSession, settings: Settings) -> None:

@@ -18,6 +18,7 @@ from pymongo import MongoClient
 from pyspark.sql import SparkSession
 
 from jobs.platform.local_mongo import ping, server_binary
+from jobs.sync.paths import is_build_of
 from jobs.sync.run import sync, synced_version
 from jobs.sync.writes import BatchWriteError
 from schemas.settings import Settings
@@ -98,17 +99,19 @@ def test_watermark_never_advances_past_a_failed_write(spark: SparkSession, env: 
     failpoint(uri, {"skip": 2, "times": 1}, failCommands=["update"], errorCode=2)
 
     with pytest.raises(
-        BatchWriteError, match=r"batch 1 \(operations 20\.\.29.*\.predictions failed"
+        BatchWriteError, match=r"batch 1 \(operations 20\.\.29.*\.predictions__v\d+_\w+ failed"
     ):
         sync(spark, env)
     assert synced_version(env) == first
     assert collection(env).count_documents({"delta_version": {"$gt": first}}) == 20
 
     failpoint(uri, "alwaysOn", failCommands=["insert"], errorCode=2)
-    with pytest.raises(BatchWriteError, match=r"batch 0 .*predictions__build failed"):
+    with pytest.raises(BatchWriteError, match=r"batch 0 .*predictions__v\d+_\w+ failed"):
         sync(spark, env, mode="full")
     assert synced_version(env) == first
-    assert collection(env).count_documents({}) == 100  # the live collection was not swapped
+    assert (
+        collection(env).count_documents({}) == 100
+    )  # the pointer still names the served collection
 
     failpoint(uri, "off")
     result = sync(spark, env)
@@ -167,10 +170,10 @@ def test_a_killed_sync_rerun_converges(
         f"sync(get_spark(s), s, mode={path!r}, batch_size=10)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=child_env)
-    written = collection(env if path == "incremental" else _build(env))
+    served = collection(env)
     try:
         deadline = time.monotonic() + 300
-        while written.count_documents({"delta_version": target}) < 30:
+        while _written(env, served, path, target) < 30:
             assert proc.poll() is None, "the sync finished before it could be killed"
             assert time.monotonic() < deadline, "the sync wrote nothing in time"
             time.sleep(0.1)
@@ -204,9 +207,18 @@ def test_a_killed_sync_rerun_converges(
     assert_mongo_equals_delta(spark, env)
 
 
-def _build(settings: Settings) -> Settings:
-    mongo = settings.mongo.model_copy(update={"collection": settings.mongo.collection + "__build"})
-    return settings.model_copy(update={"mongo": mongo})
+def _written(settings: Settings, served: Any, path: str, target: int) -> int:
+    """Documents of the changed version written so far: into the served collection
+    (incremental) or into the full sync's new collection (not yet served)."""
+    if path == "incremental":
+        return int(served.count_documents({"delta_version": target}))
+    db = served.database
+    builds = [
+        n
+        for n in db.list_collection_names()
+        if is_build_of(settings.mongo.collection, n) and n != served.name
+    ]
+    return sum(int(db[n].count_documents({})) for n in builds)
 
 
 @pytest.mark.reliability
