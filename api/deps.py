@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from schemas.settings import Settings
 
+from api.experiments import Split
 from api.metrics import Metrics
 from api.model_holder import ModelHolder
 from api.prediction_store import PredictionStore
 from api.reads import Reader
 from api.requestlog import RequestLog
 from api.security import KeyGuard
+from api.served_log import ServedLog
 
 
 @dataclass(kw_only=True)
@@ -27,6 +29,8 @@ class Services:
     metrics: Metrics
     request_log: RequestLog
     key_guard: KeyGuard
+    splits: dict[str, Split] = field(default_factory=dict)  # traffic splits, by model
+    served_log: ServedLog | None = None  # every answer, to monitoring.served (api.served_log)
 
 
 # Dependencies are ``async def``: FastAPI runs plain ``def`` ones in a thread pool, one hop each.

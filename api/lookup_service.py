@@ -19,6 +19,7 @@ from schemas.settings import Settings
 
 from api.coldstart import ColdStartModel
 from api.deps import Services
+from api.experiments import Split, arm_entry
 from api.reads import StoreUnavailableError
 
 
@@ -53,6 +54,7 @@ async def single_lookup(
         model=model,
         degraded=degraded,
         today=today(),
+        splits=services.splits,
     )
 
 
@@ -77,6 +79,7 @@ async def batch_lookup(
             model=model,
             degraded=degraded,
             today=day,
+            splits=services.splits,
         )
         for cid in customer_ids
     ]
@@ -101,6 +104,7 @@ async def coldstart_lookup(
         settings=services.settings,
         degraded=degraded,
         today=today(),
+        split=services.splits.get(services.settings.model.name),
     )
 
 
@@ -115,24 +119,51 @@ async def _priors(services: Services) -> dict[str, dict[str, Any]]:
 
 
 def batch_prediction(
-    *, name: str, hit: dict[str, Any], stale_after_days: int, today: dt.date
+    *,
+    name: str,
+    hit: dict[str, Any],
+    stale_after_days: int,
+    today: dt.date,
+    split: Split | None = None,
+    customer_id: str = "",
 ) -> ModelPrediction:
+    """The night's score of ``name`` from the customer's document entry: the champion's, or,
+    under a traffic split, the score of the customer's arm (the champion's when the night
+    has none of the arm's version for this customer)."""
     score_date = dt.date.fromisoformat(hit["score_date"])
+    score, version, reasons = hit["score"], hit.get("model_version"), hit.get("reasons")
+    experiment = arm = None
+    if split is not None:
+        chosen = split.arm_of(customer_id)
+        experiment, arm = split.experiment, chosen.name
+        served = arm_entry(chosen, hit)
+        if served is not None:
+            (score, version), reasons = served, None  # reasons are the champion's only
     return ModelPrediction(
         model_name=name,
-        model_version=hit.get("model_version"),
-        score=hit["score"],
+        model_version=version,
+        score=score,
         score_date=score_date,
         scored_at=hit.get("scored_at"),
         source="batch",
         stale=(today - score_date).days > stale_after_days,
-        reasons=hit.get("reasons"),
+        reasons=reasons,
+        experiment=experiment,
+        arm=arm,
     )
 
 
 def fallback_prediction(
-    *, name: str, priors: dict[str, dict[str, Any]], default_prior: float
+    *,
+    name: str,
+    priors: dict[str, dict[str, Any]],
+    default_prior: float,
+    split: Split | None = None,
+    customer_id: str = "",
 ) -> ModelPrediction:
+    experiment = arm = None
+    if split is not None:  # the arm is named even where it does not change the answer
+        experiment, arm = split.experiment, split.arm_of(customer_id).name
     prior = priors.get(name)
     if prior is not None:
         return ModelPrediction(
@@ -142,6 +173,8 @@ def fallback_prediction(
             score_date=None,
             scored_at=None,
             source="prior",
+            experiment=experiment,
+            arm=arm,
         )
     return ModelPrediction(
         model_name=name,
@@ -150,6 +183,8 @@ def fallback_prediction(
         score_date=None,
         scored_at=None,
         source="default",
+        experiment=experiment,
+        arm=arm,
     )
 
 
@@ -162,8 +197,11 @@ def answer(
     model: str | None,
     degraded: bool,
     today: dt.date,
+    splits: dict[str, Split] | None = None,
 ) -> CustomerPredictions:
-    """All models of one customer (or only ``model``): batch hits, else the model's prior."""
+    """All models of one customer (or only ``model``): batch hits, else the model's prior;
+    a split model's answer from the customer's arm (``splits``, by model)."""
+    splits = splits or {}
     batch = (document or {}).get("models") or {}
     names = [model] if model else sorted(set(batch) | set(priors) | {settings.model.name})
     out: list[ModelPrediction] = []
@@ -172,13 +210,22 @@ def answer(
         if hit is not None:
             out.append(
                 batch_prediction(
-                    name=name, hit=hit, stale_after_days=settings.api.stale_after_days, today=today
+                    name=name,
+                    hit=hit,
+                    stale_after_days=settings.api.stale_after_days,
+                    today=today,
+                    split=splits.get(name),
+                    customer_id=customer_id,
                 )
             )
         else:
             out.append(
                 fallback_prediction(
-                    name=name, priors=priors, default_prior=settings.api.default_prior
+                    name=name,
+                    priors=priors,
+                    default_prior=settings.api.default_prior,
+                    split=splits.get(name),
+                    customer_id=customer_id,
                 )
             )
     return CustomerPredictions(
@@ -199,13 +246,20 @@ def coldstart_answer(
     settings: Settings,
     degraded: bool,
     today: dt.date,
+    split: Split | None = None,
 ) -> CustomerPredictions:
-    """Tiers for the main model: batch score, cold-start model (or its segment prior), prior."""
+    """Tiers for the main model: batch score (from the customer's arm under a traffic split),
+    cold-start model (or its segment prior), prior. Only the batch tier is split."""
     name = settings.model.name
     hit = ((document or {}).get("models") or {}).get(name)
     if hit is not None:
         prediction = batch_prediction(
-            name=name, hit=hit, stale_after_days=settings.api.stale_after_days, today=today
+            name=name,
+            hit=hit,
+            stale_after_days=settings.api.stale_after_days,
+            today=today,
+            split=split,
+            customer_id=customer_id,
         )
     elif coldstart is not None:
         score, source = coldstart.answer(context)
@@ -225,7 +279,11 @@ def coldstart_answer(
         )
     else:
         prediction = fallback_prediction(
-            name=name, priors=priors, default_prior=settings.api.default_prior
+            name=name,
+            priors=priors,
+            default_prior=settings.api.default_prior,
+            split=split,
+            customer_id=customer_id,
         )
     return CustomerPredictions(
         customer_id=customer_id,

@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from schemas.settings import Settings, get_settings
+from schemas.tables import SERVED
 from starlette.types import ASGIApp
 
 from api import errors
 from api.asgi_shortcut import LookupShortcut
 from api.deps import Services
 from api.entry import LookupApp
+from api.experiments import splits
 from api.guard import GuardMiddleware
 from api.logs import configure_logs
 from api.metrics import Metrics
@@ -27,8 +29,23 @@ from api.reads import Reader, StoreUnavailableError
 from api.requestlog import RequestLog
 from api.routes import health, predictions
 from api.security import KeyGuard
+from api.served_log import ServedLog
 
 log = logging.getLogger("lakescore.api")
+
+
+def served_log(settings: Settings, metrics: Metrics) -> ServedLog | None:
+    """The log of every answer served (``api.served_log``), or None when it is off."""
+    cfg = settings.api
+    if not cfg.served_log:
+        return None
+    return ServedLog(
+        path=settings.table_path(SERVED.name),
+        flush_s=cfg.served_log_flush_s,
+        max_rows=cfg.served_log_max_rows,
+        dropped=metrics.served_dropped,
+        write_errors=metrics.served_write_errors,
+    )
 
 
 def create_app(
@@ -57,9 +74,13 @@ def create_app(
             metrics=metrics,
             request_log=request_log,
             key_guard=key_guard,
+            splits=splits(resolved),
+            served_log=served_log(resolved, metrics),
         )
         app.state.services = services
         request_log.start()
+        if services.served_log is not None:
+            services.served_log.start()
         await reader.start()
         with contextlib.suppress(StoreUnavailableError):
             await reader.priors()  # so that a later outage still has them
@@ -78,6 +99,8 @@ def create_app(
             await models.stop()
             await reader.stop()
             request_log.stop()
+            if services.served_log is not None:
+                services.served_log.stop()  # the rows still buffered are written
             await the_store.close()
 
     def front(stack: ASGIApp) -> ASGIApp:

@@ -76,6 +76,17 @@ class Metrics:
             ["route"],
             registry=self.registry,
         )
+        self.served_dropped = Counter(
+            "lakescore_api_served_log_dropped",
+            "Answers not written to monitoring.served: its buffer (api.served_log_max_rows) "
+            "was full.",
+            registry=self.registry,
+        )
+        self.served_write_errors = Counter(
+            "lakescore_api_served_log_write_errors",
+            "Appends to monitoring.served that failed (their rows kept for the next one).",
+            registry=self.registry,
+        )
         # Label children by value (``labels()`` takes a lock and builds a key on every call).
         self._answers: dict[tuple[str, str], Any] = {}
         self._latency: dict[tuple[str, str], Any] = {}

@@ -71,7 +71,8 @@ class RequestLog:
                 "route": route,
                 "latency_ms": round(latency_s * 1000, 3),
                 "degraded": degraded,
-                "answers": answers,
+                # Scores stay out of the sampled log (monitoring.served has them).
+                "answers": [{k: v for k, v in a.items() if k != "score"} for a in answers],
             }
             self.logger.info(json.dumps(line, default=str))
 

@@ -42,21 +42,28 @@ def record(
         sources=[p.source for a in answers for p in a.predictions],
         served=lambda: served(answers),
         degraded=degraded,
+        answers=answers,
     )
 
 
 def served(answers: list[CustomerPredictions]) -> list[dict[str, Any]]:
-    """What the request log keeps of each prediction served (never scores or keys)."""
-    return [
-        {
-            "customer_id": a.customer_id,
-            "model_name": p.model_name,
-            "model_version": p.model_version,
-            "source": p.source,
-        }
-        for a in answers
-        for p in a.predictions
-    ]
+    """What the logs keep of each prediction served (never keys; the sampled request log
+    drops the score): the experiment and arm when the model is split (``api.experiments``)."""
+    out = []
+    for a in answers:
+        for p in a.predictions:
+            line = {
+                "customer_id": a.customer_id,
+                "model_name": p.model_name,
+                "model_version": p.model_version,
+                "score": p.score,
+                "source": p.source,
+            }
+            if p.arm is not None:
+                line["experiment"] = p.experiment
+                line["arm"] = p.arm
+            out.append(line)
+    return out
 
 
 def record_sources(
@@ -67,6 +74,7 @@ def record_sources(
     sources: list[str],
     served: Callable[[], list[dict[str, Any]]],
     degraded: bool,
+    answers: list[CustomerPredictions] | None = None,
 ) -> None:
     """Metrics for every request; the request log's line (built only when sampled)."""
     state = scope.get("state", {})
@@ -80,11 +88,30 @@ def record_sources(
         stale=services.reader.served.stale(),
     )
     log = services.request_log
-    if log.sampled():
-        log.record(
-            request_id=state.get("request_id", ""),
-            route=route,
-            latency_s=latency,
-            degraded=degraded,
-            answers=served(),
-        )
+    every = services.served_log
+    if every is None and not log.sampled():
+        return
+    request_id = state.get("request_id", "")
+    if every is not None:
+        if answers is not None:
+            every.record_answers(
+                request_id=request_id,
+                route=route,
+                latency_s=latency,
+                degraded=degraded,
+                rows=len(sources),
+                answers=answers,
+            )
+        else:
+            every.record_served(
+                request_id=request_id,
+                route=route,
+                latency_s=latency,
+                degraded=degraded,
+                served=served(),
+            )
+        if not log.sampled():
+            return
+    log.record(
+        request_id=request_id, route=route, latency_s=latency, degraded=degraded, answers=served()
+    )

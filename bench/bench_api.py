@@ -48,7 +48,7 @@ DATABASE = "bench_api"
 REPO = Path(__file__).resolve().parents[1]
 # Groups of cells (``--cells a,b`` or ``LAKESCORE_BENCH_API_CELLS=a,b``; default: all). A group
 # is a subject and its baselines, measured in turns, so its ratios stay meaningful alone.
-CELL_GROUPS = ("single1", "single16", "single64", "batch1", "batch16", "coldstart")
+CELL_GROUPS = ("single1", "single16", "single64", "batch1", "batch16", "coldstart", "servedlog")
 _SERVERS_OF = {
     "single1": {"api", "cached", "constant", "raw"},
     "single16": {"api", "cached"},
@@ -56,6 +56,7 @@ _SERVERS_OF = {
     "batch1": {"api", "cached"},
     "batch16": {"api", "cached"},
     "coldstart": {"api", "cached", "constant"},
+    "servedlog": {"cached", "cached_log"},
 }
 
 
@@ -313,6 +314,15 @@ def main(argv: list[str] | None = None) -> None:
         for name, target, env in (
             ("api", "api.main:create_app", _api_env(tmp, mongo_uri, tracking, cache=0)),
             ("cached", "api.main:create_app", _api_env(tmp, mongo_uri, tracking, cache=10**6)),
+            (
+                "cached_log",
+                "api.main:create_app",
+                {
+                    **_api_env(tmp, mongo_uri, tracking, cache=10**6),
+                    "LAKESCORE_API__SERVED_LOG": "true",
+                    "LAKESCORE_LAKE__ROOT": str(tmp / "lake"),
+                },
+            ),
             ("constant", "bench.bench_api:constant_app", {}),
             ("raw", "bench.bench_api:raw_find_one_app", {"MONGO_URI": mongo_uri}),
         ):
@@ -359,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
 
         single_ids = [r["path"].split("/")[3] for r in single]
         _warm(servers["cached"], [*single_ids, *batch_ids])
+        if "cached_log" in servers:
+            _warm(servers["cached_log"], [*single_ids, *batch_ids])
         bare_ids = single_ids
         raw = [{"method": "GET", "path": f"/raw/{c}"} for c in single_ids]
         if "single1" in cells:
@@ -407,6 +419,17 @@ def main(argv: list[str] | None = None) -> None:
             _ratios(report, "single cache-hit c16 vs constant", hit16, const)
             _ratios(report, "coldstart c16 vs constant POST", cold_nc, const_p)
             _ratios(report, "coldstart cache-hit c16 vs constant POST", cold_hit, const_p)
+        if "servedlog" in cells:
+            # Every answer to monitoring.served (api.served_log) against the same server
+            # without it: cache hits, where the log's share of the cost is largest.
+            off, on, batch_off, batch_on = group(
+                ("api single (cache hits) c16, served log off", "http", servers["cached"], single, 16),
+                ("api single (cache hits) c16, served log on", "http", servers["cached_log"], single, 16),
+                ("api batch 100 (cache hits) c16, served log off", "http", servers["cached"], batch, 16),
+                ("api batch 100 (cache hits) c16, served log on", "http", servers["cached_log"], batch, 16),
+            )  # fmt: skip
+            _ratios(report, "single cache-hit c16 served log on vs off (target >= 0.9)", on, off)
+            _ratios(report, "batch100 cache-hit c16 served log on vs off (target >= 0.9)", batch_on, batch_off)  # fmt: skip
         report.notes["latency_ms"] = {label: {k: r[k] for k in ("p50_ms", "p99_ms", "status")} for label, r in rows}  # fmt: skip
         report.notes["setup"] = {"customers": CUSTOMERS, "duration_s": DURATION_S, "cpus": os.cpu_count(), "cells": list(cells)}  # fmt: skip
         report.print_and_save()

@@ -12,7 +12,9 @@ Measured in one run, on the same rows and the same registered LightGBM model:
 3. ``mlflow.pyfunc.spark_udf`` on the same partition: score and append to a Delta table.
 
 Targets: (2) >= 0.5x (1) and >= 2x (3). (2) explains every row (``scoring.reasons``
-``all``, the default); 2d is the same job with reasons off: (2) <= 2.5x 2d.
+``all``, the default); 2d is the same job with reasons off: (2) <= 2.5x 2d. 2f is the
+job with a registered challenger (for the record: twice the scoring, and the phase
+``current`` carrying its scores; compare ``phases_s`` with ``phases_challenger_s``).
 """
 
 from __future__ import annotations
@@ -126,6 +128,22 @@ def run(*, customers: int, trees: int, master: str, leaves: int) -> Report:
             reasons_share=0.1,
         )
         udf = report.add(_spark_udf(spark, settings, customers=customers, table=table_path))
+        # A registered challenger: scored for everyone too, and its scores carried into
+        # current beside the champion's (``current_rows``: a group and a join per model).
+        register_tiny_model(
+            settings, trees=trees, train_rows=50_000, leaves=leaves, seed=7, alias="challenger"
+        )
+        shadowed = report.add(
+            timed(
+                "2f score_date with a challenger (its scores in current too)",
+                customers,
+                lambda: results.append(score_date(spark, settings, score_date=DAY)),
+            )
+        )
+        report.notes["phases_challenger_s"] = {
+            k: round(v, 2) for k, v in results[-1].seconds.items()
+        }
+        report.ratio("time with a challenger / without", job, shadowed)
         report.ratio("score_date / bare predict (target >= 0.5)", job, bare)
         report.ratio("score_date / spark_udf (target >= 2)", job, udf)
         report.ratio("spark_udf / bare predict", udf, bare)

@@ -19,6 +19,9 @@ from schemas.features import FEATURE_NAMES
 # the gate compared against it last.
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Not an alias: the role in predictions.history of a version a traffic split serves by
+# number (api.experiments), scored every night beside the champion and the challenger.
+PINNED = "pinned"
 
 # Label kinds the training set builder knows (jobs/training/trainset.py):
 # "ordered": the customer ordered at least once on days D..D+H-1 (1, else 0);

@@ -7,6 +7,8 @@ One document per customer, ``_id`` = customer id (unique by construction)::
       "models": {
         "purchase_30d": {"score": 0.31, "model_version": "3",
                           "score_date": "1998-01-01", "scored_at": datetime,
+                          "challenger_version": "4",             # absent: none scored
+                          "shadow_scores": {"4": 0.29},          # other versions' scores
                           "reasons": [{"feature": "recency_days", "contribution": -0.8,
                                        "value": 41.0}, ...]}   # absent: none
       },
@@ -58,6 +60,11 @@ class ModelPrediction(BaseModel):
     # Largest contribution first; null when the answer has none (a prior, or a batch score
     # the scoring.reasons policy gave none).
     reasons: list[Reason] | None = None
+    # Under a traffic split of this model (``api.experiments``): the experiment and the
+    # customer's arm (``champion`` or an arm's name), on every answer of the model whatever
+    # its source; null when the model is not split.
+    experiment: str | None = None
+    arm: str | None = None
 
 
 class CustomerPredictions(BaseModel):

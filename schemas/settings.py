@@ -363,6 +363,50 @@ class LakehouseSettings(_Section):
     silver_contract_scope: Literal["batch", "table"] = "batch"
 
 
+class ArmSettings(_Section):
+    """One arm of a traffic split besides the champion: ``share`` of the customers are served
+    the score of ``version`` of the split's model (``challenger``: its registered challenger,
+    shadow-scored every night; a version number: that registered version, which the night
+    then scores for every customer too)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,31}$")
+    share: float = Field(ge=0.0, le=1.0)
+    version: str = Field(default="challenger", pattern=r"^(challenger|[1-9][0-9]{0,8})$")
+
+
+class ExperimentSettings(_Section):
+    """A traffic split of one model's answers (an online A/B test; not an MLflow experiment).
+
+    Each customer falls in one arm, decided by a hash of the salt and the customer id
+    (``api.experiments.assign``): the same arm on every request and every process, and a
+    change of one arm's share moves customers only between that arm and the champion.
+    Customers in no listed arm are served the champion (the arm ``champion``)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,63}$")
+    model: str = ""  # the model whose answers are split; empty: model.name
+    salt: str = ""  # empty: the name (a new salt reshuffles every customer)
+    arms: list[ArmSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _arms_fit(self) -> ExperimentSettings:
+        names = [arm.name for arm in self.arms]
+        if "champion" in names or len(set(names)) != len(names):
+            raise ValueError(
+                f"experiment {self.name!r}: arm names must be distinct and not 'champion' "
+                f"(the champion's arm is implicit): {names}"
+            )
+        slot = 1.0 / len(self.arms)
+        over = [f"{arm.name}={arm.share:g}" for arm in self.arms if arm.share > slot + 1e-12]
+        if over:
+            raise ValueError(
+                f"experiment {self.name!r}: with {len(self.arms)} arms each arm's share is at "
+                f"most {slot:g} (each arm has its own slice of the hash range, so that a "
+                f"share change moves customers only between that arm and the champion): "
+                f"{', '.join(over)}"
+            )
+        return self
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -410,6 +454,15 @@ class ApiSettings(_Section):
     log_format: Literal["json", "text"] = "json"
     request_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     request_log_path: str = ""
+    # Every answer served, appended to the Delta table monitoring.served by delta-rs
+    # (api/served_log.py; needs the deltalake package, in the batch and analysts extras):
+    # flushed every served_log_flush_s and on shutdown; at most served_log_max_rows
+    # buffered, beyond which rows are dropped and counted in /metrics.
+    served_log: bool = False
+    served_log_flush_s: float = Field(default=30.0, gt=0.0)
+    served_log_max_rows: int = Field(default=200_000, ge=1)
+    # Traffic splits (A/B tests of models on live answers): at most one per model.
+    experiments: list[ExperimentSettings] = Field(default_factory=list)
 
 
 class Settings(BaseSettings):
@@ -468,6 +521,26 @@ class Settings(BaseSettings):
                 f"api.watermark_poll_s ({self.api.watermark_poll_s:g} s): an API still reading "
                 "a replaced collection would find it dropped"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _experiments_name_models(self) -> Settings:
+        names = [d.name for d in model_definitions(self)]
+        split: list[str] = []
+        for experiment in self.api.experiments:
+            model = experiment.model or self.model.name
+            split.append(model)
+            if model not in names:
+                raise ValueError(
+                    f"api.experiments {experiment.name!r} splits {model!r}, which is not a "
+                    f"configured model (configured: {', '.join(names)})"
+                )
+        twice = sorted({m for m in split if split.count(m) > 1})
+        if twice:
+            raise ValueError(f"api.experiments: more than one experiment splits {twice}")
+        experiments = [e.name for e in self.api.experiments]
+        if len(set(experiments)) != len(experiments):
+            raise ValueError(f"api.experiments: names defined twice: {experiments}")
         return self
 
     @model_validator(mode="after")
@@ -560,3 +633,20 @@ def find_definition(settings: Settings, name: str) -> ModelDefinition:
             return definition
     known = ", ".join(d.name for d in model_definitions(settings))
     raise KeyError(f"no model definition named {name!r} (configured: {known})")
+
+
+def experiment_of(settings: Settings, model_name: str) -> ExperimentSettings | None:
+    """The traffic split of ``model_name`` (``api.experiments``), if any."""
+    for experiment in settings.api.experiments:
+        if (experiment.model or settings.model.name) == model_name:
+            return experiment
+    return None
+
+
+def pinned_versions(settings: Settings, model_name: str) -> list[str]:
+    """The registered versions of ``model_name`` that a traffic split serves by number: the
+    night scores them for every customer beside the champion and the challenger."""
+    experiment = experiment_of(settings, model_name)
+    if experiment is None:
+        return []
+    return list(dict.fromkeys(a.version for a in experiment.arms if a.version != "challenger"))

@@ -101,6 +101,12 @@ CUSTOMER_FEATURES = TableSpec(
 REASONS_DDL = "ARRAY<STRUCT<feature: STRING, contribution: DOUBLE, value: DOUBLE>>"
 _REASONS = f"reasons {REASONS_DDL}, reasons_policy STRING"
 
+# The same night's scores of the model's other versions, for traffic splits
+# (api.experiments): the challenger's version (null: none scored), and the score of every
+# version scored beside the champion (the challenger, versions a split pins) by version.
+_SHADOW = "challenger_version STRING, shadow_scores MAP<STRING, DOUBLE>"
+SHADOW_COLUMNS = ("challenger_version", "shadow_scores")
+
 PREDICTIONS_HISTORY = TableSpec(
     name="predictions.history",
     ddl=(
@@ -118,13 +124,16 @@ PREDICTIONS_CURRENT = TableSpec(
     ddl=(
         "customer_id STRING, model_name STRING, model_version STRING, score DOUBLE, "
         f"score_date DATE, scored_at TIMESTAMP, run_id STRING, feature_table_version BIGINT, "
-        f"{_REASONS}"
+        f"{_REASONS}, {_SHADOW}"
     ),
     # Partitioned by model: a night replaces its model's files whole, so the change data
     # feed is derived from the files added and removed instead of written out row by row
     # (a replaceWhere on a non-partition column costs 3x as much with the feed on).
     partition_by=("model_name",),
-    description="Latest champion score per customer and model; change data feed on.",
+    description=(
+        "Latest champion score per customer and model (with the same night's challenger and "
+        "pinned versions' scores); change data feed on."
+    ),
     change_data_feed=True,  # the sync reads what changed since its watermark
     # newest_score_date reads the score date's maximum from the log.
     stats_columns=("customer_id", "score_date", "score"),
@@ -228,4 +237,19 @@ BACKTESTS = TableSpec(
     description="Realised AUC and lift of a score date's predictions once its labels matured.",
 )
 
-ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, PUBLICATIONS, BACKTESTS)
+# Written by the lookup API (api/served_log.py, delta-rs), not by Spark: every answer served.
+SERVED = TableSpec(
+    name="monitoring.served",
+    ddl=(
+        "served_at TIMESTAMP, request_id STRING, route STRING, customer_id STRING, "
+        "experiment STRING, arm STRING, model_name STRING, model_version STRING, "
+        "score DOUBLE, source STRING, degraded BOOLEAN, latency_ms DOUBLE, served_date DATE"
+    ),
+    partition_by=("served_date",),
+    description=(
+        "Every prediction the lookup API answered (api.served_log): customer, experiment "
+        "and arm, model version, score, source, latency; appended by each API process."
+    ),
+)
+
+ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, PUBLICATIONS, BACKTESTS, SERVED)

@@ -24,6 +24,12 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[batch,local,dev,analysts]'
-.venv/bin/python -m jobs.platform.spark
+# Set-ups running at once on one machine share Spark's Ivy cache, and their downloads race
+# ("download failed: ...jar"): one resolution at a time.
+if command -v flock >/dev/null 2>&1; then
+  flock "${HOME:-/tmp}/.lakescore-jars.lock" .venv/bin/python -m jobs.platform.spark
+else
+  .venv/bin/python -m jobs.platform.spark
+fi
 touch .venv/.installed
 echo "setup: done"

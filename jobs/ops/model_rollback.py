@@ -45,6 +45,7 @@ from jobs.platform import (
     table_version,
     version_by_alias,
 )
+from jobs.scoring import current_rows
 from jobs.sync import sync_full
 from schemas.settings import Settings, find_definition
 from schemas.tables import PREDICTIONS_CURRENT, PREDICTIONS_HISTORY
@@ -103,7 +104,6 @@ def history_rows(
     ``version``, the newest score date per customer, in current's columns."""
     if not table_exists(spark, settings, PREDICTIONS_HISTORY):
         return spark.createDataFrame([], PREDICTIONS_CURRENT.ddl)
-    columns = spark.createDataFrame([], PREDICTIONS_CURRENT.ddl).columns
     champion = read_table(spark, settings, PREDICTIONS_HISTORY).where(
         (F.col("model_name") == model_name)
         & (F.col("model_version") == version)
@@ -112,10 +112,11 @@ def history_rows(
     newest = Window.partitionBy("customer_id").orderBy(
         F.col("score_date").desc(), F.col("scored_at").desc()
     )
-    return (
-        champion.withColumn("_rank", F.row_number().over(newest))
-        .where(F.col("_rank") == 1)
-        .select(*columns)
+    # Without the other versions' scores of those nights: the versions a split serves
+    # tonight are not the ones scored beside that champion then.
+    return current_rows(
+        champion.withColumn("_rank", F.row_number().over(newest)).where(F.col("_rank") == 1),
+        None,
     )
 
 

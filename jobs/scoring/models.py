@@ -3,14 +3,18 @@
 Every configured model (schemas/models.py) with a champion is scored from the same
 feature rows: the primary model always (no champion is an error), each additional
 definition once it has one; each champion brings its distinct challenger for shadow
-scoring.
+scoring, and the versions a traffic split serves by number (``api.experiments``:
+role ``pinned``).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import lightgbm as lgb
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pyspark.sql import DataFrame
 from pyspark.sql.types import NumericType
@@ -22,7 +26,10 @@ from jobs.platform import (
     load_booster,
     version_by_alias,
 )
-from schemas.settings import Settings, model_definitions
+from schemas.models import PINNED
+from schemas.settings import Settings, model_definitions, pinned_versions
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +53,7 @@ def resolve_models(
     """
     client = configure_mlflow(settings)
     primary, *additional = model_definitions(settings)
-    models = _aliased(client, primary.name)
+    models = _aliased(client, primary.name, pinned=pinned_versions(settings, primary.name))
     if not models:
         raise error(
             f"model {primary.name!r} has no {CHAMPION!r} alias in the registry at "
@@ -54,22 +61,39 @@ def resolve_models(
         )
     skipped = []
     for definition in additional:
-        found = _aliased(client, definition.name)
+        found = _aliased(client, definition.name, pinned=pinned_versions(settings, definition.name))
         models += found
         if not found:
             skipped.append(definition.name)
     return models, skipped
 
 
-def _aliased(client: MlflowClient, name: str) -> list[ModelToScore]:
-    """The champion and a distinct challenger of ``name``, loaded; empty without a champion."""
+def _aliased(client: MlflowClient, name: str, *, pinned: Sequence[str] = ()) -> list[ModelToScore]:
+    """The champion, a distinct challenger and the distinct ``pinned`` versions of ``name``,
+    loaded; empty without a champion. A pinned version that is not registered (or was
+    deleted) is skipped with a warning: its split serves the champion instead."""
     champion = version_by_alias(client, model_name=name, alias=CHAMPION)
     if champion is None:
         return []
-    versions = {CHAMPION: str(champion.version)}
+    roles = [(CHAMPION, str(champion.version))]
     challenger = version_by_alias(client, model_name=name, alias=CHALLENGER)
-    if challenger is not None and str(challenger.version) != versions[CHAMPION]:
-        versions[CHALLENGER] = str(challenger.version)
+    if challenger is not None and str(challenger.version) != roles[0][1]:
+        roles.append((CHALLENGER, str(challenger.version)))
+    for version in pinned:
+        if version in {v for _, v in roles}:
+            continue
+        try:
+            client.get_model_version(name, version)
+        except MlflowException as exc:
+            log.warning(
+                "api.experiments pins %s version %s, which the registry does not have (%s): "
+                "not scored; its arm is served the champion",
+                name,
+                version,
+                exc.error_code,
+            )
+            continue
+        roles.append((PINNED, version))
     return [
         ModelToScore(
             model_name=name,
@@ -78,7 +102,7 @@ def _aliased(client: MlflowClient, name: str) -> list[ModelToScore]:
             booster=load_booster(model_name=name, version=version),
             signature_inputs=_signature_inputs(name, version),
         )
-        for role, version in versions.items()
+        for role, version in roles
     ]
 
 

@@ -57,6 +57,7 @@ from schemas.tables import (
     PREDICTIONS_CURRENT,
     PREDICTIONS_HISTORY,
     PUBLICATIONS,
+    SHADOW_COLUMNS,
 )
 
 log = logging.getLogger("lakescore.score")
@@ -86,6 +87,8 @@ class ScoreResult:
     seconds: dict[str, float] = field(default_factory=dict)  # per phase: checks, history, current
     # Every model scored tonight (primary first): name -> champion version, and its current mode.
     models: dict[str, str] = field(default_factory=dict)
+    # The models whose other versions (challenger, pinned) were scored too.
+    shadowed: tuple[str, ...] = ()
     current_modes: dict[str, str] = field(default_factory=dict)
     skipped_models: tuple[str, ...] = ()  # additional definitions without a champion yet
     # How the tasks scored each model: "name/role" -> {"compiled" | "lightgbm": rows}.
@@ -181,6 +184,7 @@ def score_history(
         duration_s=time.perf_counter() - started,
         seconds=seconds,
         models=champions,
+        shadowed=tuple(sorted({m.model_name for m in models if m.role != CHAMPION})),
         skipped_models=tuple(skipped),
         predictors=predictor_rows(tally.value),
         feature_reader="spark" if row_groups is None else "pyarrow",
@@ -204,6 +208,7 @@ def publish_run(
     run_id: str,
     history_version: int | None = None,
     model_names: Sequence[str] | None = None,
+    shadowed: Sequence[str] | None = None,
     how: str,
 ) -> Publication:
     """Put a scored night's champion rows into ``predictions.current``, model by model, and
@@ -213,22 +218,26 @@ def publish_run(
     latest): if a later run of the date replaced them, ScoringError and nothing changes.
     ``model_names``: the champion models the run scored, when the caller knows them and
     the version is pinned (the version the run committed holds its rows: no scan to find
-    them). An older score date never overwrites a newer one (``update_current``)."""
+    them); ``shadowed``: which of them the run also scored other versions of (challenger,
+    pinned), known with ``model_names``. Each champion row carries the same run's scores
+    of the model's other versions (``current_rows``). An older score date never
+    overwrites a newer one (``update_current``)."""
     started = time.perf_counter()
     version = (
         table_version(spark, settings, PREDICTIONS_HISTORY)
         if history_version is None
         else history_version
     )
-    tonight = read_table(spark, settings, PREDICTIONS_HISTORY, version=version).where(
-        (F.col("score_date") == F.lit(score_date))
-        & (F.col("model_role") == CHAMPION)
-        & (F.col("run_id") == run_id)
+    of_run = read_table(spark, settings, PREDICTIONS_HISTORY, version=version).where(
+        (F.col("score_date") == F.lit(score_date)) & (F.col("run_id") == run_id)
     )
-    if model_names and history_version is not None:
-        names = sorted(model_names)
+    tonight = of_run.where(F.col("model_role") == CHAMPION)
+    if model_names and history_version is not None and shadowed is not None:
+        names, with_shadow = sorted(model_names), set(shadowed)
     else:
-        names = sorted(r[0] for r in tonight.select("model_name").distinct().collect())
+        roles = of_run.select("model_name", "model_role").distinct().collect()
+        names = sorted({r[0] for r in roles if r[1] == CHAMPION})
+        with_shadow = {r[0] for r in roles if r[1] != CHAMPION}
     if not names:
         raise ScoringError(
             f"{PREDICTIONS_HISTORY.name} version {version} holds no champion row of run "
@@ -238,7 +247,12 @@ def publish_run(
         name: update_current(
             spark,
             settings,
-            tonight.where(F.col("model_name") == name).select(*PREDICTIONS_CURRENT.columns),
+            current_rows(
+                tonight.where(F.col("model_name") == name),
+                of_run.where((F.col("model_name") == name) & (F.col("model_role") != CHAMPION))
+                if name in with_shadow
+                else None,
+            ),
             score_date=score_date,
             model_name=name,
             history_version=version,
@@ -272,6 +286,7 @@ def publish_scored(
         run_id=written.run_id,
         history_version=written.history_version,
         model_names=list(written.models),
+        shadowed=list(written.shadowed),
         how=how,
     )
     return replace(
@@ -282,6 +297,29 @@ def publish_scored(
         seconds={**written.seconds, "current": publication.seconds},
         duration_s=written.duration_s + publication.seconds,
     )
+
+
+def current_rows(champions: DataFrame, shadows: DataFrame | None) -> DataFrame:
+    """``predictions.current`` rows: the champion's history rows of one model and run, each
+    with the same run's scores of the model's other versions (``shadows``: its challenger
+    and pinned rows; None: the run scored none) as ``challenger_version`` and
+    ``shadow_scores`` (version -> score)."""
+    plain = [c for c in PREDICTIONS_CURRENT.columns if c not in SHADOW_COLUMNS]
+    if shadows is None:
+        return champions.select(
+            *plain,
+            F.lit(None).cast("string").alias("challenger_version"),
+            F.lit(None).cast("map<string,double>").alias("shadow_scores"),
+        )
+    by_customer = shadows.groupBy("customer_id").agg(
+        F.max(F.when(F.col("model_role") == CHALLENGER, F.col("model_version"))).alias(
+            "challenger_version"
+        ),
+        F.map_from_entries(
+            F.collect_list(F.struct(F.col("model_version").cast("string"), F.col("score")))
+        ).alias("shadow_scores"),
+    )
+    return champions.select(*plain).join(by_customer, "customer_id", "left")
 
 
 def record_publication(

@@ -24,7 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from jobs.platform import read_table, table_path, table_version
-from jobs.sync.documents import SYNC_COLUMNS, sort_rows, sync_rows, to_arrow
+from jobs.sync.documents import SHADOW_TYPES, SYNC_COLUMNS, sort_rows, sync_rows, to_arrow
 from schemas.settings import Settings
 from schemas.tables import PREDICTIONS_CURRENT
 
@@ -139,6 +139,14 @@ def snapshot(spark: SparkSession, settings: Settings, *, version: int) -> pa.Tab
                     if "reasons" in raw.column_names
                     else pa.nulls(raw.num_rows)
                 ),
+                **{
+                    name: (
+                        raw.column(name)
+                        if name in raw.column_names
+                        else pa.nulls(raw.num_rows, type=kind)
+                    )
+                    for name, kind in SHADOW_TYPES.items()
+                },
             }
         )
     )

@@ -24,7 +24,13 @@ SYNC_COLUMNS = (
     "score_date",
     "scored_at",
     "reasons",
+    "challenger_version",
+    "shadow_scores",
 )
+SHADOW_TYPES = {
+    "challenger_version": pa.string(),
+    "shadow_scores": pa.map_(pa.string(), pa.float64()),
+}
 
 
 def sync_rows(frame: DataFrame) -> DataFrame:
@@ -38,6 +44,14 @@ def sync_rows(frame: DataFrame) -> DataFrame:
         "scored_at",
         # A version written before the table had reasons reads without them.
         F.col("reasons") if "reasons" in frame.columns else F.lit(None).alias("reasons"),
+        # ... and without the scores of the model's other versions.
+        *(
+            F.col(name) if name in frame.columns else F.lit(None).cast(ddl).alias(name)
+            for name, ddl in (
+                ("challenger_version", "string"),
+                ("shadow_scores", "map<string,double>"),
+            )
+        ),
     )
 
 
@@ -89,6 +103,7 @@ def iter_documents(
         for entry, why in zip(entries, reasons_of(part), strict=True):
             if why is not None:  # no key at all for a row scored without reasons
                 entry["reasons"] = why
+        add_shadow(entries, part)
         if len(set(ids)) == len(ids) and (doc is None or doc["_id"] != ids[0]):
             # One model per customer in this slice: no grouping needed.
             if doc is not None:
@@ -131,6 +146,31 @@ def reasons_of(table: pa.Table) -> list[list[dict[str, Any]] | None]:
     return table.column("reasons").to_pylist()  # type: ignore[no-any-return]
 
 
+def shadow_of(table: pa.Table) -> list[tuple[str | None, dict[str, float] | None]]:
+    """Each row's ``(challenger_version, shadow_scores)`` as the document stores them (the
+    scores a dict of version -> score), Nones for a row without (or a table without them)."""
+    n = table.num_rows
+    if "shadow_scores" not in table.column_names:
+        return [(None, None)] * n
+    versions = table.column("challenger_version").to_pylist()
+    scores = [None if s is None else dict(s) for s in table.column("shadow_scores").to_pylist()]
+    return list(zip(versions, scores, strict=True))
+
+
+def add_shadow(entries: list[dict[str, Any]], table: pa.Table) -> None:
+    """Put each row's other versions' scores into its model entry (no keys when it has none:
+    a night without a challenger costs nothing here)."""
+    if "shadow_scores" not in table.column_names or table.column("shadow_scores").null_count == (
+        table.num_rows
+    ):
+        return
+    for entry, (version, scores) in zip(entries, shadow_of(table), strict=True):
+        if version is not None:
+            entry["challenger_version"] = version
+        if scores:
+            entry["shadow_scores"] = scores
+
+
 def batched(docs: Iterator[dict[str, Any]], *, size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for doc in docs:
@@ -153,13 +193,17 @@ def expected_models(table: pa.Table, ids: list[str]) -> dict[str, dict[str, dict
         scored = pc.cast(scored, pa.timestamp("ms"), safe=False)
     scored_list = scored.to_pylist()
     reasons = reasons_of(rows)
-    plain = rows.drop_columns([c for c in ("scored_at", "reasons") if c in rows.column_names])
+    shadow = shadow_of(rows)
+    plain = rows.select(["customer_id", "model_name", "score", "model_version", "score_date"])
     for i, row in enumerate(plain.to_pylist()):
+        version, scores = shadow[i]
         out[row["customer_id"]][row["model_name"]] = {
             "score": row["score"],
             "model_version": row["model_version"],
             "score_date": row["score_date"],
             "scored_at": scored_list[i],
             "reasons": reasons[i],
+            "challenger_version": version,
+            "shadow_scores": scores or None,
         }
     return out

@@ -10,7 +10,15 @@ from pymongo.collection import Collection
 
 from jobs.sync.writes import SyncError
 
-FIELDS = ("score", "model_version", "score_date", "scored_at", "reasons")
+FIELDS = (
+    "score",
+    "model_version",
+    "score_date",
+    "scored_at",
+    "reasons",
+    "challenger_version",
+    "shadow_scores",
+)
 # A count's own deadline, instead of the socket timeout (``mongo.socket_timeout_ms``, 5 s):
 # servers that count by scanning take time in proportion to the collection. The local
 # SecantusDB took 10 s for the estimate and 25 s for the exact count of 758,134 documents

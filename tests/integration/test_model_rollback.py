@@ -50,7 +50,20 @@ def rows(
     rng = random.Random(seed)
     scored_at = dt.datetime.combine(day, dt.time(2, 3, 4, 567891))
     return [
-        (c, model, version, rng.random(), day, scored_at, f"run-{seed}", seed, None, None)
+        (
+            c,
+            model,
+            version,
+            rng.random(),
+            day,
+            scored_at,
+            f"run-{seed}",
+            seed,
+            None,
+            None,
+            None,
+            None,
+        )
         for c in customers
     ]
 
@@ -176,7 +189,7 @@ def test_without_a_clean_version_the_rows_come_from_history(
     b_before = of_model(spark, env, b)
 
     def history(new: list[tuple[Any, ...]], role: str) -> list[tuple[Any, ...]]:
-        return [(*r[:3], role, *r[3:]) for r in new]
+        return [(*r[:3], role, *r[3:10]) for r in new]  # history has no shadow columns
 
     v1_old = rows(ids(12), model=a, version="1", day=d1, seed=3)
     v1_new = rows(ids(8), model=a, version="1", day=d2, seed=4)  # 4 customers not scored on d2

@@ -55,6 +55,7 @@ _TYPES = {
             [("feature", pa.string()), ("contribution", pa.float64()), ("value", pa.float64())]
         )
     ),
+    "MAP<STRING, DOUBLE>": pa.map_(pa.string(), pa.float64()),
 }
 
 
@@ -73,6 +74,7 @@ def one_row(spec: TableSpec, n: int) -> pa.Table:
         pa.date32(): dt.date(1998, 1, 1) + dt.timedelta(days=n),
         pa.timestamp("us", tz="UTC"): dt.datetime(1998, 1, 1, tzinfo=dt.UTC),
         _TYPES[REASONS_DDL]: [{"feature": f"f{n}", "contribution": n + 0.25, "value": None}],
+        _TYPES["MAP<STRING, DOUBLE>"]: [(str(n), n + 0.75)],
     }
     schema = arrow_schema(spec)
     return pa.table({f.name: [values[f.type]] for f in schema}, schema=schema)

@@ -47,7 +47,10 @@ def rows(
     rng = random.Random(seed)
     day = dt.date(1998, 1, 1) + dt.timedelta(days=seed)
     scored_at = dt.datetime(1998, 1, 1, 2, 3, 4, 567891) + dt.timedelta(days=seed)
-    return [(c, model, version, rng.random(), day, scored_at, "run", 1, None, None) for c in ids]
+    return [
+        (c, model, version, rng.random(), day, scored_at, "run", 1, None, None, None, None)
+        for c in ids
+    ]
 
 
 def upsert_current(spark: SparkSession, settings: Settings, new_rows: list[tuple[Any, ...]]) -> int:

@@ -1,0 +1,229 @@
+"""Every answer served, as rows of the Delta table ``monitoring.served`` (``api.served_log``).
+
+One row per prediction answered: when, the request, the route, the customer, the
+experiment and arm (``api.experiments``), the model and version, the score, the source,
+degraded, the latency. The data for judging served predictions by what the customers did
+later (the online evaluation joins them to later orders).
+
+Off the request path: the event loop appends one tuple per prediction (no dict), at most ``api.served_log_max_rows`` rows (beyond it new
+rows are dropped and counted in ``lakescore_api_served_log_dropped_total``: memory stays
+bounded when the writer falls behind or the table cannot be written); a writer thread
+appends the buffer to the table with delta-rs every ``api.served_log_flush_s`` or once
+50,000 rows wait (so that no conversion holds the GIL long), and once more on graceful
+shutdown (no Spark in the API). A failed write keeps its rows for the next flush
+(within the bound) and is counted in ``lakescore_api_served_log_write_errors_total``. Several API processes
+append to the same table (Delta's commit protocol orders them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from schemas.serving import CustomerPredictions
+from schemas.tables import SERVED
+
+log = logging.getLogger("lakescore.api.served")
+
+_COLUMNS = [name for name, _ in SERVED.fields]
+
+
+def arrow_schema() -> Any:
+    import pyarrow as pa
+
+    kinds = {
+        "STRING": pa.string(),
+        "DOUBLE": pa.float64(),
+        "BOOLEAN": pa.bool_(),
+        "DATE": pa.date32(),
+        "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema([(name, kinds[kind]) for name, kind in SERVED.fields])
+
+
+# Columns filled per prediction on the event loop (served_date is derived when written).
+_FILLED = _COLUMNS[:-1]
+
+
+class ServedLog:
+    """Column buffers and their writer thread; ``record_*`` are the only calls on the loop."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        flush_s: float,
+        max_rows: int,
+        flush_rows: int = 50_000,
+        dropped: Any = None,
+        write_errors: Any = None,
+    ) -> None:
+        self.path = path
+        self.flush_s = flush_s
+        self.max_rows = max_rows
+        self.flush_rows = flush_rows  # a write starts early once this many rows wait
+        self._dropped = dropped  # prometheus counters (None: not counted)
+        self._write_errors = write_errors
+        self._rows: list[tuple[Any, ...]] = []  # one tuple per prediction, _FILLED's order
+        self._kept: list[tuple[Any, ...]] = []  # a failed write's rows, written next time
+        self._table: Any = None  # the open DeltaTable, once written (no log replay per write)
+        self._buffered = 0  # rows recorded and not yet written (the bound's count)
+        self._swap = threading.Lock()  # the loop's appends against the writer's swap
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one write at a time (the thread, then stop)
+        self.written = 0
+        self.dropped = 0
+
+    def start(self) -> None:
+        try:  # fail at startup, not at the first flush
+            import deltalake  # noqa: F401
+        except ImportError as exc:
+            raise RuntimeError(
+                "api.served_log needs the deltalake package (pip install 'lakescore[analysts]'), "
+                "or set api.served_log to false"
+            ) from exc
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="served-log", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Write what is buffered (graceful shutdown), then stop the thread."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self.flush()
+
+    def _room(self, rows: int) -> bool:
+        """Count ``rows`` in, or drop them when the buffer is full (called under ``_swap``)."""
+        if self._buffered + rows > self.max_rows:
+            self.dropped += rows
+            if self._dropped is not None:
+                self._dropped.inc(rows)
+            return False
+        self._buffered += rows
+        if self._buffered >= self.flush_rows:
+            self._wake.set()
+        return True
+
+    def record_answers(
+        self,
+        *,
+        request_id: str,
+        route: str,
+        latency_s: float,
+        degraded: bool,
+        rows: int,
+        answers: Sequence[CustomerPredictions],
+    ) -> None:
+        """One row per prediction of ``answers`` (``rows`` of them)."""
+        now, latency_ms = time.time(), latency_s * 1000
+        with self._swap:
+            if not self._room(rows):
+                return
+            rows_ = self._rows
+            for a in answers:
+                customer = a.customer_id
+                for p in a.predictions:
+                    rows_.append(
+                        (
+                            now,
+                            request_id,
+                            route,
+                            customer,
+                            p.experiment,
+                            p.arm,
+                            p.model_name,
+                            p.model_version,
+                            p.score,
+                            p.source,
+                            degraded,
+                            latency_ms,
+                        )
+                    )
+
+    def record_served(
+        self,
+        *,
+        request_id: str,
+        route: str,
+        latency_s: float,
+        degraded: bool,
+        served: Sequence[dict[str, Any]],
+    ) -> None:
+        """One row per prediction listed as ``api.respond.served`` lists them (a kept answer)."""
+        now, latency_ms = time.time(), latency_s * 1000
+        with self._swap:
+            if not self._room(len(served)):
+                return
+            rows_ = self._rows
+            for a in served:
+                rows_.append(
+                    (
+                        now,
+                        request_id,
+                        route,
+                        a["customer_id"],
+                        a.get("experiment"),
+                        a.get("arm"),
+                        a["model_name"],
+                        a["model_version"],
+                        a["score"],
+                        a["source"],
+                        degraded,
+                        latency_ms,
+                    )
+                )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            self.flush()
+
+    def flush(self) -> int:
+        """Append the buffered rows to the table; the number written (0 on failure)."""
+        with self._lock:
+            with self._swap:
+                taken, self._rows = self._rows, []
+            if self._kept:
+                taken, self._kept = self._kept + taken, []
+            if not taken:
+                return 0
+            try:
+                self._write(taken)
+            except Exception as exc:  # the table or its storage: keep the rows, count it
+                log.warning("served log not written (%d rows kept): %s", len(taken), exc)
+                if self._write_errors is not None:
+                    self._write_errors.inc()
+                self._kept = taken
+                self._table = None
+                return 0
+            with self._swap:
+                self._buffered -= len(taken)
+            self.written += len(taken)
+            return len(taken)
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        from deltalake import DeltaTable, write_deltalake
+
+        schema = arrow_schema()
+        columns = list(zip(*rows, strict=True))
+        micros = pa.array([round(t * 1e6) for t in columns[0]], pa.int64())
+        served_at = micros.cast(pa.timestamp("us", tz="UTC"))
+        data = {"served_at": served_at}
+        for name, values in zip(_FILLED[1:], columns[1:], strict=True):
+            data[name] = pa.array(values, schema.field(name).type)
+        data["served_date"] = pc.cast(served_at, pa.date32())
+        table = pa.table(data, schema=schema)
+        target = self._table if self._table is not None else self.path
+        write_deltalake(target, table, mode="append", partition_by=list(SERVED.partition_by))
+        if self._table is None:
+            self._table = DeltaTable(self.path)
