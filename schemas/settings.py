@@ -525,6 +525,8 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _experiments_name_models(self) -> Settings:
+        if not self.api.experiments:
+            return self  # model_definitions refuses duplicate names where they are used
         names = [d.name for d in model_definitions(self)]
         split: list[str] = []
         for experiment in self.api.experiments:
