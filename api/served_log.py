@@ -216,7 +216,9 @@ class ServedLog:
 
         schema = arrow_schema()
         columns = list(zip(*rows, strict=True))
-        micros = pa.array([round(t * 1e6) for t in columns[0]], pa.int64())
+        # Seconds to microseconds in Arrow, not per row in Python (half to even, as round()).
+        seconds = pa.array(columns[0], pa.float64())
+        micros = pc.round(pc.multiply(seconds, 1e6)).cast(pa.int64())
         served_at = micros.cast(pa.timestamp("us", tz="UTC"))
         data = {"served_at": served_at}
         for name, values in zip(_FILLED[1:], columns[1:], strict=True):
