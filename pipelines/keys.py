@@ -6,6 +6,7 @@ from schemas.tables import (
     BACKTESTS,
     BRONZE_ORDERS,
     CUSTOMER_FEATURES,
+    ONLINE_EVAL,
     PREDICTIONS_CURRENT,
     PREDICTIONS_HISTORY,
     SILVER_CUSTOMERS,
@@ -26,6 +27,7 @@ CUSTOMER_FEATURES_KEY = table_key(CUSTOMER_FEATURES)
 HISTORY_KEY = table_key(PREDICTIONS_HISTORY)
 CURRENT_KEY = table_key(PREDICTIONS_CURRENT)
 BACKTESTS_KEY = table_key(BACKTESTS)
+ONLINE_EVAL_KEY = table_key(ONLINE_EVAL)
 # Assets that are not Delta tables: the registered models, the serving store, the report.
 CHAMPION_MODEL_KEY = AssetKey(["models", "champion"])
 COLDSTART_MODEL_KEY = AssetKey(["models", "coldstart"])

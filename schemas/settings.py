@@ -256,10 +256,26 @@ class RetrainSettings(_Section):
     backtest_auc_min: float = Field(default=0.6, ge=0.0, le=1.0)
     # ... or its realised top-decile lift is below this (1.0: no better than random; 0: off).
     backtest_lift_min: float = Field(default=1.0, ge=0.0)
-    # The sensor reads two small Delta tables (delta-rs, no Spark) at most this often.
+    # ... or the champion arm's realised AUC on the latest evaluated serving day
+    # (monitoring.online_eval) has its whole interval below this, on at least
+    # online_eval.min_customers served customers (0: off).
+    online_auc_min: float = Field(default=0.6, ge=0.0, le=1.0)
+    # The sensor reads three small Delta tables (delta-rs, no Spark) at most this often.
     sensor_interval_s: int = Field(default=60, ge=30)
     # Whether the sensor runs as soon as the Dagster daemon loads the definitions.
     sensor_running: bool = True
+
+
+class OnlineEvalSettings(_Section):
+    """The online evaluation (jobs/monitoring/online_eval.py): each day's served answers
+    (monitoring.served) joined to the orders of [served date, + horizon) once it closed."""
+
+    # Poisson bootstrap over served customers: resamples, two-sided confidence, seed.
+    resamples: int = Field(default=500, ge=100)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    seed: int = 0
+    # The retrain sensor judges an arm's online AUC only on at least this many customers.
+    min_customers: int = Field(default=500, ge=1)
 
 
 class LeaseSettings(_Section):
@@ -486,6 +502,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     scoring: ScoringSettings = Field(default_factory=ScoringSettings)
     retrain: RetrainSettings = Field(default_factory=RetrainSettings)
+    online_eval: OnlineEvalSettings = Field(default_factory=OnlineEvalSettings)
     lease: LeaseSettings = Field(default_factory=LeaseSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     lakehouse: LakehouseSettings = Field(default_factory=LakehouseSettings)

@@ -252,4 +252,22 @@ SERVED = TableSpec(
     ),
 )
 
-ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, PUBLICATIONS, BACKTESTS, SERVED)
+# Served answers judged by what the customers did next (jobs/monitoring/online_eval.py).
+ONLINE_EVAL = TableSpec(
+    name="monitoring.online_eval",
+    ddl=(
+        "served_date DATE, model_name STRING, model_version STRING, experiment STRING, "
+        "arm STRING, source STRING, horizon_days INT, customers BIGINT, answers BIGINT, positives BIGINT, "
+        "base_rate DOUBLE, mean_score DOUBLE, auc DOUBLE, auc_low DOUBLE, auc_high DOUBLE, "
+        "lift_top_decile DOUBLE, lift_low DOUBLE, lift_high DOUBLE, "
+        "observed_to_expected DOUBLE, oe_low DOUBLE, oe_high DOUBLE, calibration_error DOUBLE, "
+        "confidence DOUBLE, resamples INT, computed_at TIMESTAMP"
+    ),
+    description=(
+        "Realised ROC AUC, top-decile lift and calibration (observed / expected rate, ECE) "
+        "of the answers served on one day, per model, version, experiment, arm and source, with "
+        "bootstrap intervals, once the label window [served date, + horizon) closed."
+    ),
+)
+
+ALL_TABLES = (*ALL_TABLES, SCORE_RUNS, PUBLICATIONS, BACKTESTS, SERVED, ONLINE_EVAL)

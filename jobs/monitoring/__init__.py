@@ -1,16 +1,19 @@
 """After scoring: score runs and their limits, PSI and histograms, backtests of matured
-dates, retrain triggers, and the night report.
+dates, the online evaluation of served answers, retrain triggers, and the night report.
 """
 
 from __future__ import annotations
 
 from jobs.monitoring.backtests import run_matured_backtests
 from jobs.monitoring.histogram import histogram_markdown, score_histogram
+from jobs.monitoring.online_eval import OnlineEvalRun, run_online_evaluation
 from jobs.monitoring.report import build_night_report
 from jobs.monitoring.retrain_triggers import (
     BacktestQuality,
+    OnlineQuality,
     RunDrift,
     latest_monitoring,
+    latest_online,
     retrain_reason,
 )
 from jobs.monitoring.score_runs import (
@@ -23,16 +26,20 @@ from jobs.monitoring.score_runs import (
 
 __all__ = [
     "BacktestQuality",
+    "OnlineEvalRun",
+    "OnlineQuality",
     "RunDrift",
     "ScoreRun",
     "build_night_report",
     "champion_scores",
     "histogram_markdown",
     "latest_monitoring",
+    "latest_online",
     "limit_failures",
     "read_score_run",
     "record_score_run",
     "retrain_reason",
     "run_matured_backtests",
+    "run_online_evaluation",
     "score_histogram",
 ]

@@ -23,11 +23,13 @@ from pyspark.sql import functions as F
 
 from jobs.monitoring.psi import population_stability_index
 from jobs.platform import read_table, table_exists, table_version
+from schemas.coldstart import COLDSTART_SUFFIX
 from schemas.features import FEATURE_NAMES
 from schemas.settings import Settings
 from schemas.tables import (
     CUSTOMER_FEATURES,
     GATE_DECISIONS,
+    ONLINE_EVAL,
     PREDICTIONS_CURRENT,
     PREDICTIONS_HISTORY,
 )
@@ -61,6 +63,9 @@ class NightReport:
     gate: dict[str, str] | None = None  # the primary model's latest gate decision
     # The serving champion's calibration (jobs/training/calibration.py) and holdout curve.
     calibration: dict[str, Any] | None = None
+    # The latest evaluated serving day's rows of monitoring.online_eval (primary model and
+    # its cold-start model), one dict per model version, experiment, arm and source.
+    online: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def coverage(self) -> float:
@@ -129,6 +134,7 @@ def build_night_report(
             settings,
             version=str(champion["model_version"].iloc[0]) if not champion.empty else None,
         ),
+        online=latest_online_rows(spark, settings),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
@@ -137,6 +143,71 @@ def build_night_report(
         )
     )
     return report
+
+
+def latest_online_rows(spark: SparkSession, settings: Settings) -> list[dict[str, Any]]:
+    """The rows of the latest serving day evaluated for the primary model (no table: none)."""
+    if not table_exists(spark, settings, ONLINE_EVAL):
+        return []
+    names = [settings.model.name, settings.model.name + COLDSTART_SUFFIX]
+    table = read_table(spark, settings, ONLINE_EVAL).where(F.col("model_name").isin(names))
+    latest = table.agg(F.max("served_date")).first()
+    if latest is None or latest[0] is None:
+        return []
+    rows = (
+        table.where(F.col("served_date") == F.lit(latest[0]))
+        .orderBy("model_name", "experiment", "arm", "source", "model_version")
+        .collect()
+    )
+    return [r.asDict() for r in rows]
+
+
+def _online_section(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return (
+            "<h2>Online evaluation</h2><p>No serving day has been evaluated yet "
+            "(api.served_log off, or no label window closed since answers were logged).</p>"
+        )
+
+    def num(value: Any, low: Any = None, high: Any = None) -> str:
+        if value is None:
+            return "n/a"
+        if low is None or high is None:
+            return f"{value:.3f}"
+        return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+    head = (
+        "<tr><th>model</th><th>version</th><th>experiment / arm</th><th>source</th>"
+        "<th>customers</th><th>positives</th><th>ROC AUC</th><th>top-decile lift</th>"
+        "<th>observed / expected</th><th>ECE</th></tr>"
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(str(cell))}</td>"
+            for cell in (
+                r["model_name"],
+                r["model_version"] or "-",
+                f"{r['experiment'] or '-'} / {r['arm'] or '-'}",
+                r["source"],
+                f"{r['customers']:,}",
+                f"{r['positives']:,}",
+                num(r["auc"], r["auc_low"], r["auc_high"]),
+                num(r["lift_top_decile"], r["lift_low"], r["lift_high"]),
+                num(r["observed_to_expected"], r["oe_low"], r["oe_high"]),
+                num(r["calibration_error"]),
+            )
+        )
+        + "</tr>"
+        for r in rows
+    )
+    first = rows[0]
+    return (
+        f"<h2>Online evaluation</h2><p>Answers served on {first['served_date']}, judged by the "
+        f"orders of the next {first['horizon_days']} days (one row per served customer and "
+        f"group; {first['confidence']:.0%} bootstrap intervals, {first['resamples']} "
+        f"resamples).</p><table>{head}{body}</table>"
+    )
 
 
 def latest_gate_decision(spark: SparkSession, settings: Settings) -> dict[str, str] | None:
@@ -359,5 +430,6 @@ def _render(
         parts.append(f"<h2>Sync</h2><table>{rows}</table>")
     else:
         parts.append("<h2>Sync</h2><p>No sync of this score date was recorded.</p>")
+    parts.append(_online_section(report.online))
     style = "body{font-family:sans-serif;max-width:900px;margin:2em auto}td{padding:2px 12px}"
     return f"<!doctype html><html><head><meta charset='utf-8'><style>{style}</style></head><body>{''.join(parts)}</body></html>"

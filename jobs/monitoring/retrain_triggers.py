@@ -2,9 +2,11 @@
 
 ``retrain_reason`` judges the latest ``monitoring.score_runs`` row (score and
 feature PSI against the previous scored date) and the latest champion row of
-``monitoring.backtests`` (realised AUC and top-decile lift once labels matured)
-against the ``retrain:`` settings. ``latest_monitoring`` reads those rows with
-delta-rs (no Spark, no JVM), cheap enough for a sensor that ticks every minute.
+``monitoring.backtests`` (realised AUC and top-decile lift once labels matured) and the
+champion arm's latest ``monitoring.online_eval`` row (the served answers' realised AUC
+with its interval) against the ``retrain:`` settings. ``latest_monitoring`` and
+``latest_online`` read those rows with delta-rs (no Spark, no JVM), cheap enough for a
+sensor that ticks every minute.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 from jobs.platform import CHAMPION
 from schemas.settings import RetrainSettings, Settings
-from schemas.tables import BACKTESTS, SCORE_RUNS
+from schemas.tables import BACKTESTS, ONLINE_EVAL, SCORE_RUNS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,6 +47,22 @@ class BacktestQuality:
     @property
     def key(self) -> str:
         return f"{self.score_date.isoformat()}-v{self.model_version}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OnlineQuality:
+    """The champion arm's served answers on one evaluated day (a ``monitoring.online_eval`` row)."""
+
+    served_date: dt.date
+    model_version: str
+    customers: int
+    auc: float
+    auc_low: float
+    auc_high: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.served_date.isoformat()}-v{self.model_version}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,12 +101,35 @@ def backtest_problems(
     return out
 
 
+def online_problems(
+    online: OnlineQuality,
+    limits: RetrainSettings,
+    *,
+    champion_version: str | None,
+    min_customers: int,
+) -> list[str]:
+    """The online floor the champion arm falls below: its whole AUC interval under
+    ``online_auc_min``, on enough customers (a noisy small day never starts a retrain)."""
+    if limits.online_auc_min <= 0 or online.customers < min_customers:
+        return []
+    if champion_version is not None and online.model_version != champion_version:
+        return []
+    if math.isnan(online.auc_high) or online.auc_high >= limits.online_auc_min:
+        return []
+    return [
+        f"online AUC {online.auc:.3f} [{online.auc_low:.3f}, {online.auc_high:.3f}] "
+        f"< {limits.online_auc_min} on {online.customers:,} served customers"
+    ]
+
+
 def retrain_reason(
     *,
     run: RunDrift | None,
     backtest: BacktestQuality | None,
     limits: RetrainSettings,
     champion_version: str | None = None,
+    online: OnlineQuality | None = None,
+    online_min_customers: int = 1,
 ) -> RetrainReason | None:
     """Why to retrain now, from the rows not judged before (None: nothing crossed a limit).
 
@@ -109,6 +150,16 @@ def retrain_reason(
         keys.append(f"backtest-{backtest.key}")
         parts.append(
             f"backtest of {backtest.score_date} (model v{backtest.model_version}): "
+            + "; ".join(problems)
+        )
+    if online is not None and (
+        problems := online_problems(
+            online, limits, champion_version=champion_version, min_customers=online_min_customers
+        )
+    ):
+        keys.append(f"online-{online.key}")
+        parts.append(
+            f"answers served on {online.served_date} (model v{online.model_version}): "
             + "; ".join(problems)
         )
     if not parts:
@@ -169,3 +220,45 @@ def latest_monitoring(settings: Settings) -> tuple[RunDrift | None, BacktestQual
             lift_top_decile=math.nan if row["lift_top_decile"] is None else row["lift_top_decile"],
         )
     return run, backtest
+
+
+def latest_online(settings: Settings) -> OnlineQuality | None:
+    """The champion arm's row of the latest evaluated serving day of the configured model
+    (``arm`` champion, or no split; batch answers of a registered version; the version
+    with the most customers when the day saw two); None without one."""
+    rows = _delta_rows(
+        settings,
+        ONLINE_EVAL.name,
+        [
+            "served_date",
+            "model_name",
+            "model_version",
+            "arm",
+            "source",
+            "customers",
+            "auc",
+            "auc_low",
+            "auc_high",
+        ],
+    )
+    champion = [
+        r
+        for r in rows or []
+        if r["arm"] in (None, CHAMPION) and r["source"] == "batch" and r["model_version"]
+    ]
+    if not champion:
+        return None
+    day = max(r["served_date"] for r in champion)
+    row = max((r for r in champion if r["served_date"] == day), key=lambda r: r["customers"])
+
+    def number(key: str) -> float:
+        return math.nan if row[key] is None else float(row[key])
+
+    return OnlineQuality(
+        served_date=row["served_date"],
+        model_version=row["model_version"],
+        customers=int(row["customers"]),
+        auc=number("auc"),
+        auc_low=number("auc_low"),
+        auc_high=number("auc_high"),
+    )

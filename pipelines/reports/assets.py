@@ -13,7 +13,7 @@ from dagster import (
 )
 
 from jobs.monitoring import build_night_report
-from pipelines.keys import MONGO_PREDICTIONS_KEY, NIGHT_REPORT_KEY
+from pipelines.keys import MONGO_PREDICTIONS_KEY, NIGHT_REPORT_KEY, ONLINE_EVAL_KEY
 from pipelines.partitions import partition_date
 from pipelines.resources import LakescoreResource
 
@@ -63,9 +63,12 @@ def build_report_assets(partitions: DailyPartitionsDefinition) -> list[AssetsDef
     return [
         asset(
             key=NIGHT_REPORT_KEY,
-            deps=[MONGO_PREDICTIONS_KEY],
+            deps=[MONGO_PREDICTIONS_KEY, ONLINE_EVAL_KEY],
             partitions_def=partitions,
             group_name="reports",
-            description="HTML report of the night: coverage, score distribution, drift, challenger, sync.",
+            description=(
+                "HTML report of the night: coverage, score distribution, drift, challenger, "
+                "gate, calibration, sync, and the online evaluation of served answers."
+            ),
         )(night_report)
     ]

@@ -14,7 +14,7 @@ import pytest
 from jobs.monitoring.score_runs import ScoreRun
 from jobs.platform.lake import ensure_table, table_path
 from schemas.settings import Settings, get_settings
-from schemas.tables import BACKTESTS, SCORE_RUNS
+from schemas.tables import BACKTESTS, ONLINE_EVAL, SCORE_RUNS
 
 pytestmark = pytest.mark.integration
 
@@ -74,6 +74,32 @@ def append_backtest(spark: Any, settings: Settings, *, day: dt.date, auc: float)
     row = (day, settings.model.name, "1", "champion", 30, 100, 10, 0.1, auc, 2.0, dt.datetime.now())
     frame = spark.createDataFrame([row], BACKTESTS.ddl)
     frame.write.format("delta").mode("append").save(table_path(settings, BACKTESTS))
+
+
+def append_online(
+    spark: Any, settings: Settings, *, day: dt.date, auc: tuple[float, float, float], customers: int
+) -> None:
+    """One champion-arm row of monitoring.online_eval (estimate, low, high)."""
+    ensure_table(spark, settings, ONLINE_EVAL)
+    values = {
+        "served_date": day,
+        "model_name": settings.model.name,
+        "model_version": "1",
+        "experiment": None,
+        "arm": None,
+        "source": "batch",
+        "horizon_days": settings.model.horizon_days,
+        "customers": customers,
+        "answers": customers,
+        "positives": customers // 10,
+        "auc": auc[0],
+        "auc_low": auc[1],
+        "auc_high": auc[2],
+        "computed_at": dt.datetime.now(),
+    }
+    row = tuple(values.get(name) for name, _ in ONLINE_EVAL.fields)
+    frame = spark.createDataFrame([row], ONLINE_EVAL.ddl)
+    frame.write.format("delta").mode("append").save(table_path(settings, ONLINE_EVAL))
 
 
 def evaluate(settings: Settings, cursor: str | None) -> Any:
@@ -154,4 +180,42 @@ def test_sensor_requests_a_retrain_when_the_backtest_falls_below_the_floor(
     assert request.run_key == f"retrain-backtest-{matured.isoformat()}-v1"
     assert request.partition_key == DAY.isoformat()
     assert "realised AUC" in request.tags["lakescore/retrain_reason"]
+    assert not evaluate(settings, fired.cursor).run_requests
+
+
+def test_sensor_requests_a_retrain_when_the_served_answers_fall_below_the_floor(
+    spark: Any, lake_settings: Settings
+) -> None:
+    settings = lake_settings
+    enough = settings.online_eval.min_customers
+    floor = settings.retrain.online_auc_min
+    append_runs(spark, settings, [score_run(settings, run_id="night", day=DAY, psi=0.01)])
+    calm = evaluate(settings, None)
+    assert not calm.run_requests
+
+    served = DAY - dt.timedelta(days=settings.model.horizon_days)
+    # The interval reaches the floor: noise, not a reason.
+    append_online(
+        spark,
+        settings,
+        day=served,
+        auc=(floor - 0.02, floor - 0.05, floor + 0.01),
+        customers=enough,
+    )
+    straddles = evaluate(settings, calm.cursor)
+    assert not straddles.run_requests
+    assert "online AUC" in (straddles.skip_message or "")
+    # Wholly below it, but on too few customers.
+    day2 = served + dt.timedelta(days=1)
+    append_online(spark, settings, day=day2, auc=(0.5, 0.45, 0.55), customers=enough - 1)
+    small = evaluate(settings, straddles.cursor)
+    assert not small.run_requests
+
+    day3 = served + dt.timedelta(days=2)
+    append_online(spark, settings, day=day3, auc=(0.5, 0.45, 0.55), customers=enough)
+    fired = evaluate(settings, small.cursor)
+    [request] = fired.run_requests
+    assert request.run_key == f"retrain-online-{day3.isoformat()}-v1"
+    assert request.partition_key == DAY.isoformat()
+    assert "online AUC 0.500 [0.450, 0.550]" in request.tags["lakescore/retrain_reason"]
     assert not evaluate(settings, fired.cursor).run_requests
