@@ -23,6 +23,7 @@ from jobs.monitoring.score_runs import (
     read_score_run,
     record_score_run,
 )
+from jobs.monitoring.served_table import ServedCompaction, compact_served
 
 __all__ = [
     "BacktestQuality",
@@ -30,8 +31,10 @@ __all__ = [
     "OnlineQuality",
     "RunDrift",
     "ScoreRun",
+    "ServedCompaction",
     "build_night_report",
     "champion_scores",
+    "compact_served",
     "histogram_markdown",
     "latest_monitoring",
     "latest_online",

@@ -16,21 +16,25 @@ night validates only the rows its merge wrote, ``lakehouse.silver_contract_scope
 ``retention`` runs after the rewrite (so the files it replaced are counted by the next
 week's VACUUM, not deleted now): ``jobs.platform.apply_retention`` with the
 ``retention:`` settings, whose counts are an observation of every table it vacuumed.
+``compact_served_log`` rewrites the closed days of ``monitoring.served`` (the API's small
+appends) into large files.
 """
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
 from dagster import AssetObservation, Failure, In, Nothing, OpExecutionContext, Output, job, op
 
 from jobs.lakehouse import check_contract, needs_resort, resort_table
+from jobs.monitoring import compact_served
 from jobs.platform import apply_retention, read_table, table_exists
 from pipelines.alerts import notify_failure
 from pipelines.keys import SILVER_CUSTOMERS_KEY, SILVER_ORDERS_KEY, table_key
 from pipelines.lakehouse.checks import docs_dir
 from pipelines.resources import LakescoreResource
 from schemas import contracts
-from schemas.tables import ALL_TABLES, SILVER_CUSTOMERS, SILVER_ORDERS
+from schemas.tables import ALL_TABLES, SERVED, SILVER_CUSTOMERS, SILVER_ORDERS
 
 MAINTENANCE_JOB = "silver_maintenance"
 
@@ -103,6 +107,27 @@ def validate_silver(context: OpExecutionContext, lakescore: LakescoreResource) -
 
 @op(
     description=(
+        "Compact monitoring.served: every day before today rewritten into large files "
+        "(OPTIMIZE, the same rows); the API's appends to today go on meanwhile."
+    ),
+    ins={"after": In(Nothing)},
+)
+def compact_served_log(context: OpExecutionContext, lakescore: LakescoreResource) -> Iterator[Any]:
+    today = dt.datetime.now(dt.UTC).date()
+    result = compact_served(lakescore.spark(), lakescore.settings(), before=today)
+    yield AssetObservation(
+        asset_key=table_key(SERVED),
+        metadata={
+            "compacted_before": result.before.isoformat(),
+            "files_removed": result.files_removed,
+            "files_added": result.files_added,
+        },
+    )
+    yield Output(f"{result.files_removed} files into {result.files_added}")
+
+
+@op(
+    description=(
         "VACUUM every table with retention.vacuum_hours, set its log retention, drop the "
         "collections old full syncs left, prune old unregistered MLflow artifacts."
     )
@@ -133,10 +158,11 @@ def retention(
 @job(
     name=MAINTENANCE_JOB,
     description="Weekly: silver.orders back in customer order, then the whole silver tables "
-    "validated and retention.",
+    "validated, monitoring.served compacted, and retention.",
     hooks={notify_failure},
 )
 def silver_maintenance() -> None:
     resorted = resort_silver_orders()
     validate_silver(after=resorted)
+    compact_served_log(after=resorted)
     retention(after=resorted)
