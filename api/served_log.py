@@ -5,14 +5,15 @@ experiment and arm (``api.experiments``), the model and version, the score, the 
 degraded, the latency. The data for judging served predictions by what the customers did
 later (the online evaluation joins them to later orders).
 
-Off the request path: the event loop appends one tuple per prediction (no dict), at most ``api.served_log_max_rows`` rows (beyond it new
-rows are dropped and counted in ``lakescore_api_served_log_dropped_total``: memory stays
-bounded when the writer falls behind or the table cannot be written); a writer thread
+Off the request path: the event loop appends one tuple per request and one per
+prediction (no dict). At most ``api.served_log_max_rows`` rows wait: beyond that new rows
+are dropped and counted in ``lakescore_api_served_log_dropped_total``, so memory stays
+bounded when the writer falls behind or the table cannot be written. A writer thread
 appends the buffer to the table with delta-rs every ``api.served_log_flush_s`` or once
 50,000 rows wait (so that no conversion holds the GIL long), and once more on graceful
-shutdown (no Spark in the API). A failed write keeps its rows for the next flush
-(within the bound) and is counted in ``lakescore_api_served_log_write_errors_total``. Several API processes
-append to the same table (Delta's commit protocol orders them).
+shutdown (no Spark in the API). A failed write keeps its rows for the next flush (within
+the bound) and is counted in ``lakescore_api_served_log_write_errors_total``. Several API
+processes append to the same table (Delta's commit protocol orders them).
 """
 
 from __future__ import annotations
@@ -44,12 +45,32 @@ def arrow_schema() -> Any:
     return pa.schema([(name, kinds[kind]) for name, kind in SERVED.fields])
 
 
-# Columns filled per prediction on the event loop (served_date is derived when written).
-_FILLED = _COLUMNS[:-1]
+# What the event loop appends: one tuple per request (its columns, and how many predictions
+# it answered) and one per prediction; the writer repeats each request's columns over its
+# predictions in Arrow (a batch of 100 converts its request columns once, not 100 times).
+_REQUEST = ("served_at", "request_id", "route", "degraded", "latency_ms")
+_PREDICTION = (
+    "customer_id",
+    "experiment",
+    "arm",
+    "model_name",
+    "model_version",
+    "score",
+    "source",
+)
+
+
+def _struct(names: tuple[str, ...], schema: Any) -> Any:
+    import pyarrow as pa
+
+    # served_at arrives as float seconds (time.time()); turned into microseconds in Arrow.
+    return pa.struct(
+        [(n, pa.float64() if n == "served_at" else schema.field(n).type) for n in names]
+    )
 
 
 class ServedLog:
-    """Column buffers and their writer thread; ``record_*`` are the only calls on the loop."""
+    """Row buffers and their writer thread; ``record_*`` are the only calls on the loop."""
 
     def __init__(
         self,
@@ -67,8 +88,11 @@ class ServedLog:
         self.flush_rows = flush_rows  # a write starts early once this many rows wait
         self._dropped = dropped  # prometheus counters (None: not counted)
         self._write_errors = write_errors
-        self._rows: list[tuple[Any, ...]] = []  # one tuple per prediction, _FILLED's order
-        self._kept: list[tuple[Any, ...]] = []  # a failed write's rows, written next time
+        # _REQUEST's columns and the prediction count, per request; _PREDICTION's per row.
+        self._requests: list[tuple[Any, ...]] = []
+        self._rows: list[tuple[Any, ...]] = []
+        # A failed write's requests and rows, written next time.
+        self._kept: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]] = ([], [])
         self._table: Any = None  # the open DeltaTable, once written (no log replay per write)
         self._buffered = 0  # rows recorded and not yet written (the bound's count)
         self._swap = threading.Lock()  # the loop's appends against the writer's swap
@@ -127,14 +151,12 @@ class ServedLog:
             if not self._room(rows):
                 return
             rows_ = self._rows
+            before = len(rows_)
             for a in answers:
                 customer = a.customer_id
                 for p in a.predictions:
                     rows_.append(
                         (
-                            now,
-                            request_id,
-                            route,
                             customer,
                             p.experiment,
                             p.arm,
@@ -142,10 +164,11 @@ class ServedLog:
                             p.model_version,
                             p.score,
                             p.source,
-                            degraded,
-                            latency_ms,
                         )
                     )
+            self._requests.append(
+                (now, request_id, route, degraded, latency_ms, len(rows_) - before)
+            )
 
     def record_served(
         self,
@@ -155,30 +178,27 @@ class ServedLog:
         latency_s: float,
         degraded: bool,
         served: Sequence[dict[str, Any]],
+        at: float | None = None,
     ) -> None:
-        """One row per prediction listed as ``api.respond.served`` lists them (a kept answer)."""
-        now, latency_ms = time.time(), latency_s * 1000
+        """One row per prediction listed as ``api.respond.served`` lists them (a kept
+        answer); ``at``: when it was served (seconds since the epoch; default now)."""
+        now = time.time() if at is None else at
         with self._swap:
             if not self._room(len(served)):
                 return
-            rows_ = self._rows
-            for a in served:
-                rows_.append(
-                    (
-                        now,
-                        request_id,
-                        route,
-                        a["customer_id"],
-                        a.get("experiment"),
-                        a.get("arm"),
-                        a["model_name"],
-                        a["model_version"],
-                        a["score"],
-                        a["source"],
-                        degraded,
-                        latency_ms,
-                    )
+            self._rows.extend(
+                (
+                    a["customer_id"],
+                    a.get("experiment"),
+                    a.get("arm"),
+                    a["model_name"],
+                    a["model_version"],
+                    a["score"],
+                    a["source"],
                 )
+                for a in served
+            )
+            self._requests.append((now, request_id, route, degraded, latency_s * 1000, len(served)))
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -190,41 +210,51 @@ class ServedLog:
         """Append the buffered rows to the table; the number written (0 on failure)."""
         with self._lock:
             with self._swap:
-                taken, self._rows = self._rows, []
-            if self._kept:
-                taken, self._kept = self._kept + taken, []
-            if not taken:
+                requests, self._requests = self._requests, []
+                rows, self._rows = self._rows, []
+            kept_requests, kept_rows = self._kept
+            if kept_rows:
+                requests, rows = kept_requests + requests, kept_rows + rows
+                self._kept = ([], [])
+            if not rows:
                 return 0
             try:
-                self._write(taken)
+                self._write(requests, rows)
             except Exception as exc:  # the table or its storage: keep the rows, count it
-                log.warning("served log not written (%d rows kept): %s", len(taken), exc)
+                log.warning("served log not written (%d rows kept): %s", len(rows), exc)
                 if self._write_errors is not None:
                     self._write_errors.inc()
-                self._kept = taken
+                self._kept = (requests, rows)
                 self._table = None
                 return 0
             with self._swap:
-                self._buffered -= len(taken)
-            self.written += len(taken)
-            return len(taken)
+                self._buffered -= len(rows)
+            self.written += len(rows)
+            return len(rows)
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, requests: list[tuple[Any, ...]], rows: list[tuple[Any, ...]]) -> None:
+        import numpy as np
         import pyarrow as pa
         import pyarrow.compute as pc
         from deltalake import DeltaTable, write_deltalake
 
         schema = arrow_schema()
-        columns = list(zip(*rows, strict=True))
+        # Tuples to Arrow in one C++ pass each (a struct array), no transposition in Python.
+        per_request = pa.array(
+            requests, type=pa.struct([*_struct(_REQUEST, schema), pa.field("n", pa.int64())])
+        )
+        per_row = pa.array(rows, type=_struct(_PREDICTION, schema))
+        counts = per_request.field("n").to_numpy()
+        index = pa.array(np.repeat(np.arange(len(requests)), counts))
         # Seconds to microseconds in Arrow, not per row in Python (half to even, as round()).
-        seconds = pa.array(columns[0], pa.float64())
+        seconds = per_request.field("served_at")
         micros = pc.round(pc.multiply(seconds, 1e6)).cast(pa.int64())
-        served_at = micros.cast(pa.timestamp("us", tz="UTC"))
-        data = {"served_at": served_at}
-        for name, values in zip(_FILLED[1:], columns[1:], strict=True):
-            data[name] = pa.array(values, schema.field(name).type)
-        data["served_date"] = pc.cast(served_at, pa.date32())
-        table = pa.table(data, schema=schema)
+        data = {"served_at": micros.cast(pa.timestamp("us", tz="UTC"))}
+        data.update({n: per_request.field(n) for n in _REQUEST[1:]})
+        data = {name: column.take(index) for name, column in data.items()}
+        data.update({n: per_row.field(n) for n in _PREDICTION})
+        data["served_date"] = pc.cast(data["served_at"], pa.date32())
+        table = pa.table({name: data[name] for name in _COLUMNS}, schema=schema)
         target = self._table if self._table is not None else self.path
         write_deltalake(target, table, mode="append", partition_by=list(SERVED.partition_by))
         if self._table is None:

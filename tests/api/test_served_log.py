@@ -50,6 +50,7 @@ def test_every_answer_served_is_one_row(
     headers = {"X-API-Key": MAIN_KEY}
     answered: list[tuple[Any, ...]] = []
     request_ids: collections.Counter[str] = collections.Counter()
+    by_request: collections.Counter[tuple[str, str, str]] = collections.Counter()
     try:
         with httpx.Client(base_url=api.url, headers=headers, timeout=10) as http:
             responses = [http.get(f"/v1/customers/C{i:05d}/predictions") for i in range(12)]
@@ -81,6 +82,9 @@ def test_every_answer_served_is_one_row(
                             )
                         )
                         request_ids[resp.headers["x-request-id"]] += 1
+                        by_request[
+                            (resp.headers["x-request-id"], result["customer_id"], p["model_name"])
+                        ] += 1
         assert responses[-1].status_code == 422
     finally:
         api.stop()  # SIGTERM: uvicorn's graceful shutdown runs the lifespan's end
@@ -93,6 +97,11 @@ def test_every_answer_served_is_one_row(
     assert len(answered) == 13 + 1 + 51 + 1
     assert collections.Counter(logged) == collections.Counter(answered)
     assert collections.Counter(r["request_id"] for r in rows) == request_ids
+    # Each row carries its own request's columns (the writer repeats them per prediction).
+    logged_by_request = collections.Counter(
+        (r["request_id"], r["customer_id"], r["model_name"]) for r in rows
+    )
+    assert logged_by_request == by_request
     assert {r["route"] for r in rows} == {"single", "batch", "coldstart"}
     assert all(r["latency_ms"] >= 0 and r["served_date"] == r["served_at"].date() for r in rows)
     assert DeltaTable(str(lake / "monitoring" / "served")).metadata().partition_columns == [

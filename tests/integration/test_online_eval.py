@@ -27,22 +27,21 @@ def _at(day: dt.date, seconds: float) -> float:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() + seconds
 
 
-def _row(t: float, customer: str, model: str, version: str | None, **kw: Any) -> tuple[Any, ...]:
-    # served_at, request_id, route, customer_id, experiment, arm, model_name, model_version,
-    # score, source, degraded, latency_ms (the writer's column order).
+def _row(
+    t: float, customer: str, model: str, version: str | None, **kw: Any
+) -> tuple[float, dict[str, Any]]:
+    """When, and the answer as the API's log lists it (``api.respond.served``)."""
     return (
         t,
-        "r",
-        "/predictions",
-        customer,
-        kw.get("experiment", "e1"),
-        kw.get("arm", "champion"),
-        model,
-        version,
-        kw["score"],
-        kw.get("source", "batch"),
-        False,
-        1.0,
+        {
+            "customer_id": customer,
+            "experiment": kw.get("experiment", "e1"),
+            "arm": kw.get("arm", "champion"),
+            "model_name": model,
+            "model_version": version,
+            "score": kw["score"],
+            "source": kw.get("source", "batch"),
+        },
     )
 
 
@@ -76,7 +75,11 @@ def lake(spark: Any, settings: Settings, tmp_path_factory: pytest.TempPathFactor
         _row(_at(S2, 60), "B", m, "3", score=0.1),
     ]
     log = ServedLog(path=s.table_path(SERVED.name), flush_s=30, max_rows=1_000)
-    log._write(rows)  # the API's writer, without its thread
+    for at, answer in rows:  # the API's own log and writer, without its thread
+        log.record_served(
+            request_id="r", route="single", latency_s=0.001, degraded=False, served=[answer], at=at
+        )
+    assert log.flush() == len(rows)
     d = lambda n: S + dt.timedelta(days=n)  # noqa: E731
     orders = [
         ("o1", "A", d(0), 1, 1.0, "b"),  # the window's first day counts

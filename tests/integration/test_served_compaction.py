@@ -20,11 +20,25 @@ from tests.integration.test_score import isolated
 pytestmark = pytest.mark.integration
 
 
-def _rows(t: float, n: int) -> list[tuple[Any, ...]]:
-    return [
-        (t + i, f"r{i}", "/p", f"C{i}", None, None, "m", "1", 0.5, "batch", False, 1.0)
-        for i in range(n)
-    ]
+def _flush(log: ServedLog, t: float, n: int) -> None:
+    """One flush (one file) of ``n`` answers served from ``t`` on."""
+    for i in range(n):
+        answer = {
+            "customer_id": f"C{i}",
+            "model_name": "m",
+            "model_version": "1",
+            "score": 0.5,
+            "source": "batch",
+        }
+        log.record_served(
+            request_id=f"r{i}",
+            route="single",
+            latency_s=0.001,
+            degraded=False,
+            served=[answer],
+            at=t + i,
+        )
+    assert log.flush() == n
 
 
 def _files(path: str) -> dict[str, int]:
@@ -47,9 +61,9 @@ def test_closed_days_are_compacted_and_today_is_left(
     noon = dt.datetime.combine(today - dt.timedelta(days=3), dt.time(12), tzinfo=dt.UTC)
     past = noon.timestamp()
     for k in range(5):  # five flushes three days ago, two today
-        log._write(_rows(past + 10 * k, 3))
+        _flush(log, past + 10 * k, 3)
     for k in range(2):
-        log._write(_rows(time.time() + k, 4))
+        _flush(log, time.time() + k, 4)
     before = _files(path)
     old_day = (today - dt.timedelta(days=3)).isoformat()
     assert before == {old_day: 5, today.isoformat(): 2}
