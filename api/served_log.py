@@ -131,7 +131,9 @@ class ServedLog:
                 self._dropped.inc(rows)
             return False
         self._buffered += rows
-        if self._buffered >= self.flush_rows:
+        # Rows waiting, not those a write has in flight: else every answer during a write
+        # would wake the writer again, for a small second file right after it.
+        if len(self._rows) + rows >= self.flush_rows and not self._wake.is_set():
             self._wake.set()
         return True
 

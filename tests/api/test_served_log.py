@@ -154,3 +154,19 @@ def test_a_failed_write_keeps_its_rows_for_the_next(tmp_path: Path) -> None:
     rows = DeltaTable(log.path).to_pyarrow_table().to_pylist()
     assert sorted(r["customer_id"] for r in rows) == ["a", "b", "c"]
     assert [f.name for f in DeltaTable(log.path).schema().fields] == SERVED.columns
+
+
+def test_rows_in_flight_do_not_wake_the_writer_again(tmp_path: Path) -> None:
+    log = ServedLog(path=str(tmp_path / "served"), flush_s=600, max_rows=100, flush_rows=3)
+    for c in ("a", "b", "c"):
+        log.record_served(
+            request_id=c, route="single", latency_s=0.0, degraded=False, served=[answer(c)]
+        )
+    assert log._wake.is_set()  # three rows wait: the writer is woken
+    log._wake.clear()
+    with log._swap:  # the writer has taken them and is writing (they still count in the bound)
+        in_flight, log._rows, log._requests = log._rows, [], []
+    log.record_served(
+        request_id="d", route="single", latency_s=0.0, degraded=False, served=[answer("d")]
+    )
+    assert not log._wake.is_set() and len(in_flight) == 3
