@@ -33,7 +33,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from jobs.platform import ensure_table, read_table, table_exists, table_path
-from jobs.training import expected_calibration_error, paired_interval, weighted_auc
+from jobs.training import bootstrap_intervals, expected_calibration_error, weighted_auc
 from schemas.coldstart import COLDSTART_SUFFIX
 from schemas.settings import OnlineEvalSettings, Settings, model_definitions
 from schemas.tables import ONLINE_EVAL, SERVED, SILVER_ORDERS
@@ -94,24 +94,24 @@ def evaluate_group(
         "mean_score": float(p.mean()),
         "calibration_error": expected_calibration_error(y, p),
     }
-    both = 0 < y.sum() < len(y)
-    for name, low, high, statistic in (
-        ("auc", "auc_low", "auc_high", weighted_auc(y, p)),
-        ("lift_top_decile", "lift_low", "lift_high", weighted_lift(y, p)),
-        ("observed_to_expected", "oe_low", "oe_high", observed_to_expected(y, p)),
+    statistics = {
+        "lift_top_decile": weighted_lift(y, p),
+        "observed_to_expected": observed_to_expected(y, p),
+    }
+    if 0 < y.sum() < len(y):  # one class only: no pairs to rank, no AUC
+        statistics = {"auc": weighted_auc(y, p), **statistics}
+    intervals = bootstrap_intervals(
+        statistics, rows=len(y), resamples=cfg.resamples, confidence=cfg.confidence, seed=cfg.seed
+    )
+    for name, low, high in (
+        ("auc", "auc_low", "auc_high"),
+        ("lift_top_decile", "lift_low", "lift_high"),
+        ("observed_to_expected", "oe_low", "oe_high"),
     ):
-        if name == "auc" and not both:  # one class only: no pairs to rank
-            out[name] = out[low] = out[high] = math.nan
-            continue
-        iv = paired_interval(
-            name,
-            statistic,
-            rows=len(y),
-            resamples=cfg.resamples,
-            confidence=cfg.confidence,
-            seed=cfg.seed,
+        iv = intervals.get(name)
+        out[name], out[low], out[high] = (
+            (iv.estimate, iv.low, iv.high) if iv else (math.nan, math.nan, math.nan)
         )
-        out[name], out[low], out[high] = iv.estimate, iv.low, iv.high
     return out
 
 

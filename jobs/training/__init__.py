@@ -5,7 +5,7 @@ goes through one evaluate -> log + register -> validate -> gate step (pipeline.p
 
 from __future__ import annotations
 
-from jobs.training.bootstrap import paired_interval, weighted_auc
+from jobs.training.bootstrap import bootstrap_intervals, weighted_auc
 from jobs.training.coldstart import train_coldstart
 from jobs.training.evaluation import HEADLINE_METRICS
 from jobs.training.metrics import binary_metrics, expected_calibration_error, top_decile_lift
@@ -16,8 +16,8 @@ __all__ = [
     "HEADLINE_METRICS",
     "TrainResult",
     "binary_metrics",
+    "bootstrap_intervals",
     "expected_calibration_error",
-    "paired_interval",
     "top_decile_lift",
     "train_coldstart",
     "train_model",
